@@ -1,0 +1,1 @@
+"""Capture sources: the only code that opens files or sockets."""

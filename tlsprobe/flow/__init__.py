@@ -1,0 +1,1 @@
+"""Flow table and per-direction TCP reassembly: the one mutable owner of packet state."""

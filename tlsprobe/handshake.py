@@ -1,0 +1,208 @@
+"""Per-flow handshake tracking: record-layer events in, one :class:`HandshakeRecord` out.
+
+Knows which side is the client (SYN sender, else the sender of the ClientHello), parses
+hellos and certificates as they complete, and says when the handshake is in: the server
+answered with TLS 1.3 (the rest is encrypted), finished its TLS 1.2 flight, sent an alert,
+changed cipher spec, or stopped speaking TLS.
+"""
+
+from __future__ import annotations
+
+from tlsprobe.errors import WireError
+from tlsprobe.limits import Limits
+from tlsprobe.model import ClientHello, ServerHello
+from tlsprobe.wire import tls
+from tlsprobe.wire.records import (
+    CT_ALERT,
+    CT_APPLICATION_DATA,
+    CT_CHANGE_CIPHER_SPEC,
+    Event,
+    HandshakeMessage,
+    NotTls,
+    Preamble,
+    Record,
+    RecordStream,
+)
+from tlsprobe.wire.x509 import describe_certificate
+from tlsprobe.model import CertificateInfo
+
+
+class HandshakeTracker:
+    """What the two directions of one flow have said so far."""
+
+    __slots__ = (
+        "limits", "parsers", "client", "client_hello", "ch_msg", "server_hello", "hrr",
+        "retry_hello", "certificates", "server_done", "server_alert", "preamble",
+        "anomalies", "not_tls", "midstream",
+    )
+
+    def __init__(self, limits: Limits, client: int | None) -> None:
+        self.limits = limits
+        self.parsers = (RecordStream(0, limits), RecordStream(0, limits))
+        self.client: int | None = None
+        self.client_hello: ClientHello | None = None
+        self.ch_msg: HandshakeMessage | None = None
+        self.server_hello: ServerHello | None = None
+        self.hrr: ServerHello | None = None
+        self.retry_hello: ClientHello | None = None
+        self.certificates: list[CertificateInfo] = []
+        self.server_done = False
+        self.server_alert: tuple[int, int] | None = None
+        self.preamble = [0, 0]
+        self.anomalies: list[str] = []
+        self.not_tls = [False, False]
+        self.midstream = False
+        if client is not None:
+            self.set_client(client)
+
+    def set_client(self, d: int) -> None:
+        self.client = d
+        self.parsers[d].want = 1
+        self.parsers[1 - d].want = 2
+
+    def note(self, code: str) -> None:
+        if code not in self.anomalies:
+            self.anomalies.append(code)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more to learn from this flow's handshake."""
+        if self.midstream:
+            return True
+        if self.client_hello is None:
+            if self.client is not None:
+                return self.not_tls[self.client] or self.parsers[self.client].done
+            return all(self.not_tls)
+        return self.server_done
+
+    def feed(self, d: int, data: bytes) -> HandshakeMessage | None:
+        """Feed direction ``d``; returns the ClientHello message if this data completed it."""
+        parser = self.parsers[d]
+        if parser.done:
+            return None
+        events = parser.feed(data)
+        if parser.anomalies:
+            for code in parser.anomalies:
+                self.note(code)
+            parser.anomalies.clear()
+        found = None
+        for ev in events:
+            if self._event(d, ev):
+                found = ev  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _event(self, d: int, ev: Event) -> bool:
+        if isinstance(ev, HandshakeMessage):
+            return self._message(d, ev)
+        if isinstance(ev, Record):
+            self._record(d, ev)
+        elif isinstance(ev, Preamble):
+            self.preamble[d] += ev.length
+        elif isinstance(ev, NotTls):
+            self.not_tls[d] = True
+            if self.client_hello is not None and d != self.client:
+                self.server_done = True
+        return False
+
+    def _record(self, d: int, ev: Record) -> None:
+        is_server = self.client is not None and d != self.client
+        if ev.content_type == CT_APPLICATION_DATA and self.client_hello is None and self.server_hello is None:
+            self.midstream = True
+            return
+        if not is_server or self.client_hello is None:
+            return
+        if ev.content_type == CT_ALERT and len(ev.head) >= 2 and self.server_alert is None:
+            self.server_alert = (ev.head[0], ev.head[1])
+            self._server_finished()
+        elif ev.content_type in (CT_CHANGE_CIPHER_SPEC, CT_APPLICATION_DATA) and self.hrr is None:
+            self._server_finished()
+        elif ev.content_type == CT_APPLICATION_DATA:
+            self._server_finished()
+
+    def _server_finished(self) -> None:
+        self.server_done = True
+        if self.client is not None:
+            self.parsers[1 - self.client].stop()
+
+    def _message(self, d: int, m: HandshakeMessage) -> bool:
+        t = m.msg_type
+        if t == tls.HS_CLIENT_HELLO:
+            return self._client_hello(d, m)
+        if self.client is None:
+            if t == tls.HS_SERVER_HELLO:
+                self.set_client(1 - d)
+            else:
+                return False
+        if d == self.client:
+            return False
+        if self.client_hello is None:
+            if t == tls.HS_SERVER_HELLO:
+                self.note("tls.server_hello.without_client_hello")
+            return False
+        if t == tls.HS_SERVER_HELLO:
+            self._server_hello(m)
+        elif t == tls.HS_CERTIFICATE and self.server_hello is not None and self.server_hello.version < 0x0304:
+            self._certificates(m.body)
+        elif t in (tls.HS_SERVER_HELLO_DONE, tls.HS_FINISHED):
+            self._server_finished()
+        return False
+
+    def _client_hello(self, d: int, m: HandshakeMessage) -> bool:
+        if self.client is None:
+            self.set_client(d)
+        elif d != self.client:
+            self.note("tls.hello.repeated")
+            return False
+        try:
+            ch = (
+                tls.parse_sslv2_client_hello(m.body)
+                if m.sslv2
+                else tls.parse_client_hello(m.body, m.record_version, self.limits)
+            )
+        except WireError as exc:
+            self.note(exc.code)
+            return False
+        if self.client_hello is None:
+            self.client_hello = ch
+            self.ch_msg = m
+            for code in ch.anomalies:
+                self.note(code)
+            return True
+        if self.hrr is not None and self.retry_hello is None:
+            self.retry_hello = ch
+        else:
+            self.note("tls.hello.repeated")
+        return False
+
+    def _server_hello(self, m: HandshakeMessage) -> None:
+        try:
+            sh = tls.parse_server_hello(m.body, m.record_version, self.limits)
+        except WireError as exc:
+            self.note(exc.code)
+            self._server_finished()
+            return
+        for code in sh.anomalies:
+            self.note(code)
+        if sh.is_hrr:
+            if self.hrr is None and self.server_hello is None:
+                self.hrr = sh
+            return
+        if self.server_hello is None:
+            self.server_hello = sh
+        v = sh.version
+        if v >= 0x0304 and v != 0xFEFF or (v >> 8) in (0x7F, 0x7E):
+            self._server_finished()  # TLS 1.3: everything after the ServerHello is encrypted
+
+    def _certificates(self, body: bytes) -> None:
+        try:
+            ders, anomalies = tls.parse_certificate_list(body, self.limits)
+        except WireError as exc:
+            self.note(exc.code)
+            return
+        for code in anomalies:
+            self.note(code)
+        for der in ders:
+            info = describe_certificate(der)
+            if info.error:
+                self.note("x509.parse_error")
+            self.certificates.append(info)

@@ -1,0 +1,54 @@
+"""Named limits.  Every bound in tlsprobe is here, each with the reason for its value.
+
+Hitting a limit never fails a run: the work it bounds stops and an anomaly says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class Limits:
+    # Flows tracked at once.  A flow costs ~2 KB while its handshake is being parsed and
+    # ~200 B once done; 200k flows keep the table well under 200 MB.  Beyond it the
+    # least recently seen flow is evicted.
+    max_flows: int = 200_000
+    # A flow with no packet for this long (capture time, seconds) is evicted.  TCP
+    # handshakes complete in seconds; 120 s is twice the longest SYN retry ladder.
+    flow_idle_timeout: float = 120.0
+    # How often (capture seconds) the idle sweep runs.  Sweeping is O(flows).
+    sweep_interval: float = 10.0
+    # Out-of-order bytes buffered per direction waiting for a gap to fill.  A ClientHello
+    # plus certificate chain fits in 64 KB; 256 KB absorbs a window of reordering.
+    max_ooo_bytes: int = 256 * 1024
+    # Out-of-order segments per direction (bounds dict size when segments are tiny).
+    max_ooo_segments: int = 512
+    # Plaintext scanned per direction looking for a TLS hello after STARTTLS, HTTP
+    # CONNECT, SOCKS or a protocol preamble.  Real preambles are a few hundred bytes.
+    max_preamble_bytes: int = 64 * 1024
+    # Largest handshake message parsed.  RFC 8446 allows 2^24-1; real ClientHellos are
+    # < 4 KB (post-quantum ~1.8 KB) and certificate chains < 64 KB.  A hostile length
+    # above this is refused instead of buffered.
+    max_handshake_bytes: int = 256 * 1024
+    # TLS records may carry at most 2^14 bytes plus 2048 of expansion (RFC 5246 6.2.3).
+    max_record_bytes: int = 16384 + 2048
+    # Extensions parsed per hello; real hellos carry < 30, GREASE and all.
+    max_extensions: int = 512
+    # Certificates parsed per chain; real chains carry 2-4.
+    max_certificates: int = 16
+    # TCP segments remembered per direction while a hello is assembled (for the
+    # ts and segment count of the hello); a hello in more than this is still parsed.
+    max_tracked_segments: int = 256
+    # IP datagrams under reassembly at once, and how long (capture seconds) a
+    # fragment waits for its siblings (RFC 791 suggests 15 s; Linux uses 30 s).
+    max_ip_fragment_datagrams: int = 4096
+    ip_fragment_timeout: float = 30.0
+    # Tunnels unwrapped inside one packet (GRE in VXLAN in ...).
+    max_tunnel_depth: int = 4
+    # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng
+    # snaplen allows 256 KB); larger means a corrupt header and reading stops.
+    max_capture_record: int = 256 * 1024
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,302 @@
+"""The analysis pipeline: packets in, handshake records out.
+
+    source --(ts, linktype, frame)--> Decoder --Segment--> FlowTable + TcpDirection
+      --contiguous bytes--> HandshakeTracker (RecordStream, hello parsers)
+      --> HandshakeRecord (fingerprints computed from it)
+
+:class:`Analyzer` is push-based (``packet()``, then ``finish()``) so offline files and
+live capture drive the same code; finished records queue up in ``ready``.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tlsprobe.anomalies import AnomalyLog
+from tlsprobe.capture.files import CaptureFile, Packet
+from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
+from tlsprobe.flow.table import Flow, FlowTable, reverse_key
+from tlsprobe.handshake import HandshakeTracker
+from tlsprobe.limits import DEFAULT_LIMITS, Limits
+from tlsprobe.record import HandshakeRecord, ip_text
+
+TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
+_PORTS = struct.Struct("!HH")
+
+
+@dataclass(slots=True)
+class Stats:
+    """Run counters for the summary."""
+
+    packets: int = 0
+    bytes: int = 0
+    tcp_packets: int = 0
+    udp_packets: int = 0
+    other_packets: int = 0
+    skipped_fast: int = 0
+    flows: int = 0
+    handshakes: int = 0
+    non_standard_port: int = 0
+    evicted: int = 0
+    files: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self, anomalies: AnomalyLog) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "tcp_packets": self.tcp_packets,
+            "udp_packets": self.udp_packets,
+            "other_packets": self.other_packets,
+            "flows": self.flows,
+            "handshakes": self.handshakes,
+            "non_standard_port": self.non_standard_port,
+            "anomalies": dict(sorted(anomalies.counts.items())),
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+class Analyzer:
+    """Owns the flow table; turns packets into handshake records."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.log = AnomalyLog()
+        self.decoder = Decoder(self.log, limits)
+        self.table = FlowTable(limits)
+        self.stats = Stats()
+        self.ready: deque[HandshakeRecord] = deque()
+        self.capture_name: str | None = None
+        self._next_sweep = 0.0
+
+    # -- packets -------------------------------------------------------------
+
+    def packets(self, source: Iterable[Packet]) -> Iterator[HandshakeRecord]:
+        """Run every packet of ``source`` through; yield records as they complete."""
+        stats = self.stats
+        by_key = self.table.by_key
+        ready = self.ready
+        decode = self.decoder.decode
+        for ts, linktype, buf in source:
+            stats.packets += 1
+            # Fast path: Ethernet + IPv4 + TCP, unfragmented, flow already finished,
+            # no SYN/FIN/RST.  Skipped before any decoding.
+            if (
+                linktype == 1
+                and buf[12:14] == b"\x08\x00"
+                and len(buf) > 54
+                and buf[23] == 6
+                and not buf[20] & 0x3F
+                and not buf[21]
+            ):
+                l4 = 14 + (buf[14] & 0x0F) * 4
+                flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
+                if flow is not None and flow.done and not buf[l4 + 13] & 0x07:
+                    flow.last_ts = ts
+                    stats.skipped_fast += 1
+                    continue
+            seg = decode(linktype, buf, ts)
+            if seg is None:
+                stats.other_packets += 1
+                continue
+            if seg.proto == PROTO_TCP:
+                stats.tcp_packets += 1
+                self._tcp(seg, ts)
+            else:
+                stats.udp_packets += 1
+            if ts >= self._next_sweep:
+                self._sweep(ts)
+            while ready:
+                yield ready.popleft()
+
+    def finish(self) -> Iterator[HandshakeRecord]:
+        """End of input: emit every handshake still open, in time order."""
+        pending = []
+        for flow in self.table.flows():
+            rec = self._close(flow)
+            if rec is not None:
+                pending.append(rec)
+        self.table = FlowTable(self.limits)
+        self.decoder.fragments.flush()
+        pending.sort(key=lambda r: r.ts)
+        self.ready.extend(pending)
+        while self.ready:
+            yield self.ready.popleft()
+
+    # -- TCP -------------------------------------------------------------------
+
+    def _tcp(self, seg: Segment, ts: float) -> None:
+        key = seg.src + seg.dst + _PORTS.pack(seg.sport, seg.dport)
+        table = self.table
+        flow = table.by_key.get(key)
+        flags = seg.flags
+        if flow is None:
+            if flags & TH_RST and not seg.payload:
+                return
+            if len(table) >= self.limits.max_flows:
+                self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
+            addr_len = len(seg.src)
+            flow = Flow(key, reverse_key(key, addr_len), seg.ip_version, seg.src, seg.dst,
+                        seg.sport, seg.dport, ts, self.limits)
+            flow.tunnelled = seg.tunnelled
+            table.add(flow)
+            self.stats.flows += 1
+            if flags & TH_SYN and flags & TH_ACK:  # SYN-ACK first: the other side is the client
+                assert flow.hs is not None
+                flow.hs.set_client(1)
+        d = 0 if key == flow.key else 1
+        flow.last_ts = ts
+        flow.packets += 1
+        if flow.done:
+            if flags & (TH_RST | TH_FIN):
+                table.remove(flow)
+            return
+        hs = flow.hs
+        assert hs is not None
+        direction = flow.dirs[d]
+        if flags & TH_SYN:
+            direction.syn(seg.seq)
+            if not flags & TH_ACK and hs.client is None:
+                hs.set_client(d)
+        if seg.payload:
+            self._data(flow, hs, d, seg, ts)
+        if flags & TH_RST or flags & TH_FIN:
+            if flags & TH_FIN:
+                direction.fin = True
+            if flags & TH_RST or flow.dirs[1 - d].fin:
+                rec = self._close(flow)
+                table.remove(flow)
+                if rec is not None:
+                    self.ready.append(rec)
+                return
+        if flow.hs is not None and flow.hs.finished:
+            self._complete(flow)
+
+    def _data(self, flow: Flow, hs: HandshakeTracker, d: int, seg: Segment, ts: float) -> None:
+        direction = flow.dirs[d]
+        chunks, before = direction.segment(seg.seq, seg.payload, ts, self.limits)
+        if direction.overflow:
+            direction.overflow = False
+            hs.note("tcp.reassembly.cap_exceeded")
+        parser = hs.parsers[d]
+        track = hs.client_hello is None
+        segs = flow.segs[d]
+        if before is not None and track:
+            if parser.prepend(before):
+                segs.insert(0, (direction.isn_offset, direction.isn_offset + len(before), ts))
+        for off, data, cts in chunks:
+            if track and len(segs) < self.limits.max_tracked_segments:
+                segs.append((off, off + len(data), cts))
+            msg = hs.feed(d, data)
+            if msg is not None:
+                self._hello_position(flow, d, msg.start, msg.end)
+            if parser.done:
+                break
+
+    def _hello_position(self, flow: Flow, d: int, start: int, end: int) -> None:
+        """Remember when the ClientHello began and how many segments carried it."""
+        segs = flow.segs[d]
+        covering = [s for s in segs if s[0] < end and s[1] > start]
+        flow.segs = ([], [])
+        if covering:
+            flow.ch_ts = covering[0][2]
+            flow.ch_segments = len(covering)
+
+    # -- completion ----------------------------------------------------------
+
+    def _complete(self, flow: Flow) -> None:
+        rec = self._record(flow)
+        flow.release()
+        if rec is not None:
+            self.ready.append(rec)
+
+    def _close(self, flow: Flow) -> HandshakeRecord | None:
+        if flow.done:
+            return None
+        rec = self._record(flow)
+        flow.release()
+        return rec
+
+    def _record(self, flow: Flow) -> HandshakeRecord | None:
+        hs = flow.hs
+        if hs is None:
+            return None
+        if hs.midstream:
+            self.log.add("tcp.midstream")
+        for code in hs.anomalies:
+            self.log.add(code)
+        ch = hs.client_hello
+        if ch is None or hs.client is None or hs.ch_msg is None:
+            return None
+        c = hs.client
+        cdir = flow.dirs[c]
+        anomalies = list(hs.anomalies)
+        if cdir.has_gap or flow.dirs[1 - c].has_gap:
+            anomalies.append("tcp.reassembly.gap")
+            self.log.add("tcp.reassembly.gap")
+        cip, sip = (flow.a_ip, flow.b_ip) if c == 0 else (flow.b_ip, flow.a_ip)
+        cport, sport = (flow.a_port, flow.b_port) if c == 0 else (flow.b_port, flow.a_port)
+        msg = hs.ch_msg
+        rec = HandshakeRecord(
+            ts=flow.ch_ts if flow.ch_ts is not None else flow.first_ts,
+            src_ip=ip_text(cip),
+            src_port=cport,
+            dst_ip=ip_text(sip),
+            dst_port=sport,
+            client_hello=ch,
+            ip_version=flow.ip_version,
+            server_hello=hs.server_hello,
+            hello_retry_request=hs.hrr,
+            retry_client_hello=hs.retry_hello,
+            certificates=hs.certificates,
+            client_hello_segments=flow.ch_segments,
+            client_hello_bytes=msg.end - msg.start,
+            client_hello_records=msg.records,
+            preamble_bytes=hs.preamble[c],
+            server_alert=hs.server_alert,
+            tcp_syn_seen=cdir.syn_seen,
+            tunnelled=flow.tunnelled,
+            capture=self.capture_name,
+            anomalies=anomalies,
+        )
+        self.stats.handshakes += 1
+        if rec.non_standard_port:
+            self.stats.non_standard_port += 1
+        return rec
+
+    # -- eviction ------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.limits.sweep_interval
+        self._evict(self.table.idle(now), evicted=False)
+
+    def _evict(self, flows: list[Flow], evicted: bool) -> None:
+        for flow in flows:
+            if evicted and not flow.done:
+                self.log.add("flow.evicted")
+                if flow.hs is not None:
+                    flow.hs.note("flow.evicted")
+            rec = self._close(flow)
+            self.table.remove(flow)
+            self.stats.evicted += 1
+            if rec is not None:
+                self.ready.append(rec)
+
+
+def iter_records(paths: Iterable[str], limits: Limits = DEFAULT_LIMITS,
+                 analyzer: Analyzer | None = None) -> Iterator[HandshakeRecord]:
+    """Every handshake in the captures at ``paths`` (``-`` is stdin), in one flow table.
+
+    Raises :class:`~tlsprobe.errors.CaptureError` for a file that cannot be read at all.
+    """
+    an = analyzer or Analyzer(limits)
+    for path in paths:
+        an.capture_name = path
+        an.stats.files += 1
+        yield from an.packets(CaptureFile(path, an.log, limits))
+    yield from an.finish()

@@ -1,0 +1,172 @@
+"""The handshake record: one per TLS handshake, the contract every sink and user script reads.
+
+``to_dict()`` gives the JSONL object documented in docs/output.md.  Required keys never
+change meaning; new keys may be added.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from tlsprobe.fingerprint.ja3 import ja3_string, ja3s_string, md5_hex
+from tlsprobe.fingerprint.ja4 import Ja4Parts
+from tlsprobe.fingerprint.ja4plus import ja4s, ja4s_r
+from tlsprobe.model import CertificateInfo, ClientHello, ServerHello, is_grease, version_name
+
+TLS_PORT = 443
+_ALERT_LEVELS = {1: "warning", 2: "fatal"}
+
+
+def ip_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+@dataclass(slots=True)
+class HandshakeRecord:
+    """A TLS handshake seen in a capture, client -> server."""
+
+    ts: float
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    client_hello: ClientHello
+    transport: str = "tcp"
+    ip_version: int = 4
+    server_hello: ServerHello | None = None
+    hello_retry_request: ServerHello | None = None
+    retry_client_hello: ClientHello | None = None
+    certificates: list[CertificateInfo] = field(default_factory=list)
+    client_hello_segments: int = 1
+    client_hello_bytes: int = 0
+    client_hello_records: int = 1
+    preamble_bytes: int = 0
+    server_alert: tuple[int, int] | None = None
+    tcp_syn_seen: bool = False
+    tunnelled: bool = False
+    capture: str | None = None
+    anomalies: list[str] = field(default_factory=list)
+
+    @property
+    def non_standard_port(self) -> bool:
+        return self.dst_port != TLS_PORT
+
+    def _prefix(self) -> str:
+        return "q" if self.transport == "quic" else "t"
+
+    def fingerprints(self) -> dict[str, str | None]:
+        """JA3/JA3S/JA4 family for this handshake (first ClientHello; first ServerHello)."""
+        ch = self.client_hello
+        parts = Ja4Parts(ch, self._prefix())
+        j3 = ja3_string(ch)
+        sh = self.hello_retry_request or self.server_hello
+        j3s = ja3s_string(sh) if sh else None
+        return {
+            "ja3": md5_hex(j3),
+            "ja3_string": j3,
+            "ja3s": md5_hex(j3s) if j3s is not None else None,
+            "ja3s_string": j3s,
+            "ja4": parts.ja4(),
+            "ja4_r": parts.ja4_r(),
+            "ja4_o": parts.ja4_o(),
+            "ja4_ro": parts.ja4_ro(),
+            "ja4s": ja4s(sh, self._prefix()) if sh else None,
+            "ja4s_r": ja4s_r(sh, self._prefix()) if sh else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        ch = self.client_hello
+        d: dict[str, Any] = {
+            "ts": self.ts,
+            "src_ip": self.src_ip,
+            "src_port": self.src_port,
+            "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port,
+            "transport": self.transport,
+            "ip_version": self.ip_version,
+            "non_standard_port": self.non_standard_port,
+            "sni": ch.sni,
+            "alpn": ch.alpn,
+            "tls_version": version_name(ch.max_version),
+        }
+        d.update(self.fingerprints())
+        d["server_hello"] = _server_hello_dict(self.server_hello) if self.server_hello else None
+        d["hello_retry_request"] = (
+            _server_hello_dict(self.hello_retry_request) if self.hello_retry_request else None
+        )
+        d["certificates"] = [_cert_dict(c) for c in self.certificates]
+        d["client_hello_segments"] = self.client_hello_segments
+        d["client_hello_bytes"] = self.client_hello_bytes
+        d["client_hello_records"] = self.client_hello_records
+        d["client_hello"] = _client_hello_dict(ch)
+        d["retry_client_hello"] = _retry_dict(self.retry_client_hello, self._prefix())
+        d["server_alert"] = (
+            {"level": _ALERT_LEVELS.get(self.server_alert[0], str(self.server_alert[0])),
+             "description": self.server_alert[1]}
+            if self.server_alert else None
+        )
+        d["preamble_bytes"] = self.preamble_bytes
+        d["tcp_syn_seen"] = self.tcp_syn_seen
+        d["tunnelled"] = self.tunnelled
+        d["capture"] = self.capture
+        d["anomalies"] = list(self.anomalies)
+        return d
+
+
+def _hex16(values: tuple[int, ...]) -> list[str]:
+    return [f"0x{v:04x}" for v in values]
+
+
+def _client_hello_dict(ch: ClientHello) -> dict[str, Any]:
+    return {
+        "legacy_version": version_name(ch.legacy_version),
+        "record_version": version_name(ch.record_version),
+        "sslv2": ch.sslv2,
+        "cipher_suites": len(ch.cipher_suites),
+        "extensions": list(ch.extension_types),
+        "supported_versions": [version_name(v) for v in ch.supported_versions if not is_grease(v)],
+        "supported_groups": _hex16(ch.supported_groups),
+        "key_share_groups": _hex16(ch.key_share_groups),
+        "signature_algorithms": _hex16(ch.signature_algorithms),
+        "ech": ch.ech,
+        "session_id_length": len(ch.session_id),
+        "sni_hex": ch.sni_raw.hex() if ch.sni_raw is not None and ch.sni_raw != ch.sni.encode() else None,  # type: ignore[union-attr]
+    }
+
+
+def _retry_dict(ch: ClientHello | None, prefix: str) -> dict[str, Any] | None:
+    if ch is None:
+        return None
+    parts = Ja4Parts(ch, prefix)
+    j3 = ja3_string(ch)
+    return {"sni": ch.sni, "alpn": ch.alpn, "ja3": md5_hex(j3), "ja3_string": j3, "ja4": parts.ja4(),
+            "ja4_r": parts.ja4_r(), "anomalies": list(ch.anomalies)}
+
+
+def _server_hello_dict(sh: ServerHello) -> dict[str, Any]:
+    return {
+        "version": version_name(sh.version),
+        "legacy_version": version_name(sh.legacy_version),
+        "cipher": f"0x{sh.cipher_suite:04x}",
+        "alpn": sh.alpn,
+        "extensions": list(sh.extension_types),
+        "hello_retry_request": sh.is_hrr,
+    }
+
+
+def _cert_dict(c: CertificateInfo) -> dict[str, Any]:
+    return {
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "san_dns": c.san_dns,
+        "san_ip": c.san_ip,
+        "not_before": c.not_before,
+        "not_after": c.not_after,
+        "serial": c.serial,
+        "self_signed": c.self_signed,
+        "sha256": c.sha256,
+        "der_length": c.der_length,
+        "error": c.error,
+    }

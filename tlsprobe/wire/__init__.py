@@ -1,0 +1,1 @@
+"""Sans-IO wire parsers: bytes in, typed records out."""

@@ -1,0 +1,287 @@
+"""TLS handshake message parsers: ClientHello, ServerHello, Certificate (sans-IO).
+
+Each function takes the body of one handshake message and returns a record or raises
+:class:`~tlsprobe.errors.WireError`.  Damage that still leaves a usable record (a bad
+extension body, trailing bytes) is kept as anomaly codes on the record.
+"""
+
+from __future__ import annotations
+
+from tlsprobe.errors import WireError
+from tlsprobe.limits import DEFAULT_LIMITS, Limits
+from tlsprobe.model import (
+    EXT_ALPN,
+    EXT_EC_POINT_FORMATS,
+    EXT_ECH,
+    EXT_KEY_SHARE,
+    EXT_KEY_SHARE_DRAFT,
+    EXT_SERVER_NAME,
+    EXT_SIGNATURE_ALGORITHMS,
+    EXT_SUPPORTED_GROUPS,
+    EXT_SUPPORTED_VERSIONS,
+    ClientHello,
+    ServerHello,
+)
+from tlsprobe.wire.reader import Cursor
+
+HS_CLIENT_HELLO = 1
+HS_SERVER_HELLO = 2
+HS_CERTIFICATE = 11
+HS_SERVER_HELLO_DONE = 14
+HS_FINISHED = 20
+
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a2116a7abb8c5e079e09e2c8a8339c")
+MALFORMED = "tls.hello.malformed"
+
+
+def _parse_extensions(
+    cur: Cursor, anomalies: list[str], limits: Limits
+) -> tuple[tuple[tuple[int, bytes], ...], bool]:
+    """The extensions block, in wire order.  Returns (extensions, block_present).
+
+    A block whose declared length overruns keeps the extensions that fit.
+    """
+    if cur.remaining() == 0:
+        return (), False
+    if cur.remaining() < 2:
+        anomalies.append("tls.hello.trailing_bytes")
+        return (), False
+    declared = cur.u16()
+    end = cur.pos + declared
+    if end > cur.end:
+        anomalies.append(MALFORMED)
+        end = cur.end
+    elif end < cur.end:
+        anomalies.append("tls.hello.trailing_bytes")
+    exts: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
+    buf = cur.buf
+    pos = cur.pos
+    while pos + 4 <= end:
+        etype = (buf[pos] << 8) | buf[pos + 1]
+        elen = (buf[pos + 2] << 8) | buf[pos + 3]
+        if pos + 4 + elen > end:
+            anomalies.append(MALFORMED)
+            break
+        if len(exts) >= limits.max_extensions:
+            anomalies.append("tls.hello.too_many_extensions")
+            break
+        if etype in seen:
+            anomalies.append("tls.hello.duplicate_extension")
+        seen.add(etype)
+        exts.append((etype, bytes(buf[pos + 4 : pos + 4 + elen])))
+        pos += 4 + elen
+    else:
+        if pos != end:
+            anomalies.append(MALFORMED)
+    cur.pos = cur.end
+    return tuple(exts), True
+
+
+def _note(anomalies: list[str], code: str) -> None:
+    if code not in anomalies:
+        anomalies.append(code)
+
+
+def _decode_sni(data: bytes, ch: ClientHello) -> None:
+    cur = Cursor(data, code="tls.ext.malformed")
+    names = cur.block(2)
+    cur.expect_end("tls.ext.malformed")
+    found: bytes | None = None
+    count = 0
+    while names.remaining():
+        name_type = names.u8()
+        host = names.block(2).rest()
+        count += 1
+        if name_type == 0 and found is None:
+            found = host
+    if count > 1:
+        _note(ch.anomalies, "tls.sni.multiple")
+    if found is None:
+        return
+    ch.sni_raw = found
+    ch.sni = found.decode("utf-8", "backslashreplace")
+    try:
+        found.decode("utf-8")
+    except UnicodeDecodeError:
+        _note(ch.anomalies, "tls.sni.not_utf8")
+    if any(b < 0x20 or b == 0x7F for b in found):
+        _note(ch.anomalies, "tls.sni.control_chars")
+    if not _valid_hostname(found):
+        _note(ch.anomalies, "tls.sni.invalid_hostname")
+
+
+_HOST_OK = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _valid_hostname(name: bytes) -> bool:
+    if not name or len(name) > 253 or not set(name) <= _HOST_OK:
+        return False
+    labels = name.rstrip(b".").split(b".")
+    return all(0 < len(label) <= 63 for label in labels)
+
+
+def _decode_client_extension(etype: int, data: bytes, ch: ClientHello) -> None:
+    cur = Cursor(data, code="tls.ext.malformed")
+    if etype == EXT_SERVER_NAME:
+        _decode_sni(data, ch)
+    elif etype == EXT_ALPN:
+        lst = cur.block(2)
+        cur.expect_end("tls.ext.malformed")
+        protos = []
+        while lst.remaining():
+            protos.append(lst.block(1).rest())
+        ch.alpn_raw = tuple(protos)
+        if any(b < 0x20 or b > 0x7E for p in protos for b in p):
+            _note(ch.anomalies, "tls.alpn.not_printable")
+    elif etype == EXT_SUPPORTED_VERSIONS:
+        ch.supported_versions = cur.u16_list(1)
+        cur.expect_end("tls.ext.malformed")
+    elif etype == EXT_SUPPORTED_GROUPS:
+        ch.supported_groups = cur.u16_list(2)
+        cur.expect_end("tls.ext.malformed")
+    elif etype == EXT_EC_POINT_FORMATS:
+        ch.ec_point_formats = cur.block(1).rest()
+        cur.expect_end("tls.ext.malformed")
+    elif etype == EXT_SIGNATURE_ALGORITHMS:
+        ch.signature_algorithms = cur.u16_list(2)
+        cur.expect_end("tls.ext.malformed")
+    elif etype in (EXT_KEY_SHARE, EXT_KEY_SHARE_DRAFT):
+        shares = cur.block(2)
+        groups = []
+        while shares.remaining():
+            groups.append(shares.u16())
+            shares.block(2)
+        ch.key_share_groups = tuple(groups)
+    elif etype == EXT_ECH:
+        ch.ech = True
+
+
+def _decode_client_extensions(ch: ClientHello) -> None:
+    for etype, data in ch.extensions:
+        try:
+            _decode_client_extension(etype, data, ch)
+        except WireError:
+            _note(ch.anomalies, "tls.ext.malformed")
+
+
+def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits = DEFAULT_LIMITS) -> ClientHello:
+    """Parse a ClientHello handshake body (without the 4-byte handshake header)."""
+    cur = Cursor(body, code=MALFORMED)
+    legacy_version = cur.u16()
+    random = cur.bytes(32)
+    session_id = cur.block(1).rest()
+    ciphers = cur.u16_list(2)
+    compression = cur.block(1).rest()
+    anomalies: list[str] = []
+    extensions, has_block = _parse_extensions(cur, anomalies, limits)
+    ch = ClientHello(
+        record_version=record_version,
+        legacy_version=legacy_version,
+        random=random,
+        session_id=session_id,
+        cipher_suites=ciphers,
+        compression_methods=compression,
+        extensions=extensions,
+        has_extensions_block=has_block,
+        anomalies=anomalies,
+    )
+    _decode_client_extensions(ch)
+    return ch
+
+
+def parse_sslv2_client_hello(msg: bytes) -> ClientHello:
+    """Parse an SSLv2-compatible CLIENT-HELLO (RFC 6101 E.1), ``msg`` after the 2-byte header.
+
+    SSLv2 cipher specs are 3 bytes; those whose first byte is 0 name a TLS suite and are
+    kept as that 16-bit value, the rest are kept as the 24-bit value.
+    """
+    cur = Cursor(msg, code=MALFORMED)
+    if cur.u8() != 1:
+        raise WireError(MALFORMED, "not an SSLv2 CLIENT-HELLO")
+    version = cur.u16()
+    spec_len = cur.u16()
+    sid_len = cur.u16()
+    chal_len = cur.u16()
+    if spec_len % 3:
+        raise WireError(MALFORMED, "SSLv2 cipher spec length not a multiple of 3")
+    specs = cur.bytes(spec_len)
+    session_id = cur.bytes(sid_len)
+    challenge = cur.bytes(chal_len)
+    ciphers = tuple(
+        int.from_bytes(specs[i : i + 3], "big") for i in range(0, spec_len, 3)
+    )
+    anomalies = ["tls.hello.sslv2"]
+    if cur.remaining():
+        anomalies.append("tls.hello.trailing_bytes")
+    return ClientHello(
+        record_version=0x0002,
+        legacy_version=version,
+        random=challenge,
+        session_id=session_id,
+        cipher_suites=ciphers,
+        compression_methods=b"\x00",
+        extensions=(),
+        has_extensions_block=False,
+        sslv2=True,
+        anomalies=anomalies,
+    )
+
+
+def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits = DEFAULT_LIMITS) -> ServerHello:
+    """Parse a ServerHello or HelloRetryRequest body (also TLS 1.3 drafts' layouts)."""
+    cur = Cursor(body, code=MALFORMED)
+    legacy_version = cur.u16()
+    draft = (legacy_version >> 8) in (0x7F, 0x7E)
+    random = cur.bytes(32)
+    if draft:
+        session_id = b""
+        cipher = cur.u16()
+        compression = 0
+    else:
+        session_id = cur.block(1).rest()
+        cipher = cur.u16()
+        compression = cur.u8()
+    anomalies: list[str] = []
+    extensions, has_block = _parse_extensions(cur, anomalies, limits)
+    sh = ServerHello(
+        record_version=record_version,
+        legacy_version=legacy_version,
+        random=random,
+        session_id=session_id,
+        cipher_suite=cipher,
+        compression_method=compression,
+        extensions=extensions,
+        has_extensions_block=has_block,
+        is_hrr=random == HRR_RANDOM,
+        anomalies=anomalies,
+    )
+    if draft:
+        sh.selected_version = legacy_version
+    for etype, data in extensions:
+        try:
+            if etype == EXT_SUPPORTED_VERSIONS and len(data) == 2:
+                sh.selected_version = (data[0] << 8) | data[1]
+            elif etype == EXT_ALPN:
+                c = Cursor(data, code="tls.ext.malformed")
+                lst = c.block(2)
+                sh.alpn_raw = lst.block(1).rest()
+        except WireError:
+            _note(anomalies, "tls.ext.malformed")
+    return sh
+
+
+def parse_certificate_list(body: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[list[bytes], list[str]]:
+    """The DER certificates of a TLS 1.2-and-below Certificate message, in sent order."""
+    cur = Cursor(body, code="tls.certificate.malformed")
+    lst = cur.block(3)
+    anomalies: list[str] = []
+    if cur.remaining():
+        anomalies.append("tls.certificate.malformed")
+    certs: list[bytes] = []
+    while lst.remaining():
+        if len(certs) >= limits.max_certificates:
+            anomalies.append("tls.certificate.too_many")
+            break
+        certs.append(lst.block(3).rest())
+    return certs, anomalies
