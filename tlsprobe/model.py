@@ -62,6 +62,7 @@ class ClientHello:
     extensions: tuple[tuple[int, bytes], ...]
     has_extensions_block: bool
     sslv2: bool = False
+    sslv2_cipher_specs: tuple[int, ...] = ()
     # decoded views
     sni_raw: bytes | None = None
     sni: str | None = None
@@ -84,9 +85,16 @@ class ClientHello:
 
     @property
     def max_version(self) -> int:
-        """Highest version offered: supported_versions (GREASE skipped), else legacy."""
+        """Highest version offered: supported_versions (GREASE skipped), else legacy.
+
+        0 when supported_versions is present but names no version (empty or malformed).
+        """
         offered = [v for v in self.supported_versions if not is_grease(v)]
-        return max(offered) if offered else self.legacy_version
+        if offered:
+            return max(offered)
+        if EXT_SUPPORTED_VERSIONS in self.extension_types:
+            return 0
+        return self.legacy_version
 
 
 @dataclass(slots=True)

@@ -179,7 +179,8 @@ class Analyzer:
 
     def _data(self, flow: Flow, hs: HandshakeTracker, d: int, seg: Segment, ts: float) -> None:
         direction = flow.dirs[d]
-        chunks, before = direction.segment(seg.seq, seg.payload, ts, self.limits)
+        seq = (seg.seq + 1) & 0xFFFFFFFF if seg.flags & TH_SYN else seg.seq  # SYN data (TFO)
+        chunks, before = direction.segment(seq, seg.payload, ts, self.limits)
         if direction.overflow:
             direction.overflow = False
             hs.note("tcp.reassembly.cap_exceeded")

@@ -57,14 +57,19 @@ class HandshakeRecord:
         return "q" if self.transport == "quic" else "t"
 
     def fingerprints(self) -> dict[str, str | None]:
-        """JA3/JA3S/JA4 family for this handshake (first ClientHello; first ServerHello)."""
+        """JA3/JA3S/JA4 family for this handshake.
+
+        JA3 and JA4 cover the first ClientHello, JA3S and JA4S the first ServerHello (the
+        HelloRetryRequest when there is one), as tshark and FoxIO's tools report them.  An
+        SSLv2-format hello has no JA3 (the reference parses TLS records only).
+        """
         ch = self.client_hello
         parts = Ja4Parts(ch, self._prefix())
-        j3 = ja3_string(ch)
+        j3 = None if ch.sslv2 else ja3_string(ch)
         sh = self.hello_retry_request or self.server_hello
         j3s = ja3s_string(sh) if sh else None
         return {
-            "ja3": md5_hex(j3),
+            "ja3": md5_hex(j3) if j3 is not None else None,
             "ja3_string": j3,
             "ja3s": md5_hex(j3s) if j3s is not None else None,
             "ja3s_string": j3s,
@@ -125,6 +130,8 @@ def _client_hello_dict(ch: ClientHello) -> dict[str, Any]:
         "record_version": version_name(ch.record_version),
         "sslv2": ch.sslv2,
         "cipher_suites": len(ch.cipher_suites),
+        "alpn_hex": [p.hex() for p in ch.alpn_raw],
+        "sslv2_cipher_specs": [f"0x{v:06x}" for v in ch.sslv2_cipher_specs],
         "extensions": list(ch.extension_types),
         "supported_versions": [version_name(v) for v in ch.supported_versions if not is_grease(v)],
         "supported_groups": _hex16(ch.supported_groups),

@@ -13,6 +13,9 @@ from tlsprobe.limits import Limits
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
+# Larger than any receive window a handshake uses (64 KB unscaled, a few MB scaled is
+# bulk data, not a handshake).
+RESYNC_WINDOW = 1 << 22
 
 Chunk = tuple[int, bytes, float]  # (stream offset, bytes, capture time)
 
@@ -45,7 +48,9 @@ class TcpDirection:
         self.isn_offset = 0  # lowest offset delivered (negative after a backward prepend)
 
     def syn(self, seq: int) -> None:
-        if not self.started:
+        """A SYN from this side.  A new ISN before any data was delivered replaces the old
+        one (a retried SYN or SYN-ACK, e.g. after a TCP Fast Open fallback)."""
+        if not self.started or (self.syn_seen and self.offset == 0):
             self.next_seq = (seq + 1) & 0xFFFFFFFF
             self.syn_seen = True
             self.started = True
@@ -63,6 +68,11 @@ class TcpDirection:
             self.started = True
             self.next_seq = seq
         d = seq_diff(seq, self.next_seq)
+        if self.offset == 0 and not self.ooo and abs(d) > RESYNC_WINDOW:
+            # Nothing delivered yet and far outside any window: the ISN we hold is stale
+            # (several SYN-ACKs with different ISNs, e.g. a TCP Fast Open fallback).
+            self.next_seq = seq
+            d = 0
         if d < 0:
             if d + len(data) <= 0:
                 self.retransmissions += 1

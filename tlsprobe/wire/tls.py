@@ -30,7 +30,7 @@ HS_CERTIFICATE = 11
 HS_SERVER_HELLO_DONE = 14
 HS_FINISHED = 20
 
-HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a2116a7abb8c5e079e09e2c8a8339c")
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 MALFORMED = "tls.hello.malformed"
 
 
@@ -193,8 +193,8 @@ def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits
 def parse_sslv2_client_hello(msg: bytes) -> ClientHello:
     """Parse an SSLv2-compatible CLIENT-HELLO (RFC 6101 E.1), ``msg`` after the 2-byte header.
 
-    SSLv2 cipher specs are 3 bytes; those whose first byte is 0 name a TLS suite and are
-    kept as that 16-bit value, the rest are kept as the 24-bit value.
+    Its 3-byte CIPHER-SPECs are kept in ``sslv2_cipher_specs``; ``cipher_suites`` stays
+    empty because the hello carries no TLS cipher_suites field (see docs/fingerprints.md).
     """
     cur = Cursor(msg, code=MALFORMED)
     if cur.u8() != 1:
@@ -208,9 +208,7 @@ def parse_sslv2_client_hello(msg: bytes) -> ClientHello:
     specs = cur.bytes(spec_len)
     session_id = cur.bytes(sid_len)
     challenge = cur.bytes(chal_len)
-    ciphers = tuple(
-        int.from_bytes(specs[i : i + 3], "big") for i in range(0, spec_len, 3)
-    )
+    specs_list = tuple(int.from_bytes(specs[i : i + 3], "big") for i in range(0, spec_len, 3))
     anomalies = ["tls.hello.sslv2"]
     if cur.remaining():
         anomalies.append("tls.hello.trailing_bytes")
@@ -219,11 +217,12 @@ def parse_sslv2_client_hello(msg: bytes) -> ClientHello:
         legacy_version=version,
         random=challenge,
         session_id=session_id,
-        cipher_suites=ciphers,
+        cipher_suites=(),
         compression_methods=b"\x00",
         extensions=(),
         has_extensions_block=False,
         sslv2=True,
+        sslv2_cipher_specs=specs_list,
         anomalies=anomalies,
     )
 
@@ -232,7 +231,9 @@ def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits
     """Parse a ServerHello or HelloRetryRequest body (also TLS 1.3 drafts' layouts)."""
     cur = Cursor(body, code=MALFORMED)
     legacy_version = cur.u16()
-    draft = (legacy_version >> 8) in (0x7F, 0x7E)
+    # TLS 1.3 drafts before -22 (and their 0x0304 early adopters) drop session_id and
+    # compression from the ServerHello.
+    draft = (legacy_version >> 8) in (0x7F, 0x7E) or legacy_version == 0x0304
     random = cur.bytes(32)
     if draft:
         session_id = b""
@@ -260,8 +261,11 @@ def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits
         sh.selected_version = legacy_version
     for etype, data in extensions:
         try:
-            if etype == EXT_SUPPORTED_VERSIONS and len(data) == 2:
-                sh.selected_version = (data[0] << 8) | data[1]
+            if etype == EXT_SUPPORTED_VERSIONS:
+                # present but not one version: the version is unknown (0), not legacy
+                sh.selected_version = (data[0] << 8) | data[1] if len(data) == 2 else 0
+                if len(data) != 2:
+                    _note(anomalies, "tls.ext.malformed")
             elif etype == EXT_ALPN:
                 c = Cursor(data, code="tls.ext.malformed")
                 lst = c.block(2)

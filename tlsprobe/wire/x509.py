@@ -17,9 +17,9 @@ def describe_certificate(der: bytes) -> CertificateInfo:
     A certificate that does not parse still gets its hash and length, with ``error`` set.
     """
     info = CertificateInfo(sha256=hashlib.sha256(der).hexdigest(), der_length=len(der))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes on odd-but-real certificates
+        try:
             cert = x509.load_der_x509_certificate(der)
             info.subject = cert.subject.rfc4514_string()
             info.issuer = cert.issuer.rfc4514_string()
@@ -27,15 +27,15 @@ def describe_certificate(der: bytes) -> CertificateInfo:
             info.not_before = cert.not_valid_before_utc.isoformat()
             info.not_after = cert.not_valid_after_utc.isoformat()
             info.self_signed = cert.subject == cert.issuer
-    except Exception as exc:  # cryptography raises ValueError and friends on bad DER
-        info.error = f"{type(exc).__name__}: {exc}"[:200]
-        return info
-    try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-        info.san_dns = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-        info.san_ip = [str(n) for n in san.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        pass
-    except Exception as exc:  # a malformed SAN extension must not lose the rest
-        info.error = f"SAN: {type(exc).__name__}: {exc}"[:200]
+        except Exception as exc:  # cryptography raises ValueError and friends on bad DER
+            info.error = f"{type(exc).__name__}: {exc}"[:200]
+            return info
+        try:
+            san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+            info.san_dns = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+            info.san_ip = [str(n) for n in san.get_values_for_type(x509.IPAddress)]
+        except x509.ExtensionNotFound:
+            pass
+        except Exception as exc:  # a malformed SAN extension must not lose the rest
+            info.error = f"SAN: {type(exc).__name__}: {exc}"[:200]
     return info
