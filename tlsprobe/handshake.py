@@ -70,9 +70,8 @@ class HandshakeTracker:
         if self.midstream:
             return True
         if self.client_hello is None:
-            if self.client is not None:
-                return self.not_tls[self.client] or self.parsers[self.client].done
-            return all(self.not_tls)
+            # Either side sending a preamble's worth of plaintext with no hello: not TLS.
+            return any(self.not_tls) or (self.client is not None and self.parsers[self.client].done)
         return self.server_done
 
     def feed(self, d: int, data: bytes) -> HandshakeMessage | None:

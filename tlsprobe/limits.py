@@ -25,8 +25,10 @@ class Limits:
     # Out-of-order segments per direction (bounds dict size when segments are tiny).
     max_ooo_segments: int = 512
     # Plaintext scanned per direction looking for a TLS hello after STARTTLS, HTTP
-    # CONNECT, SOCKS or a protocol preamble.  Real preambles are a few hundred bytes.
-    max_preamble_bytes: int = 64 * 1024
+    # CONNECT, SOCKS or a protocol preamble.  Real preambles are a few hundred bytes
+    # (an SMTP EHLO reply, an LDAP extended response); 16 KB leaves ample room while
+    # non-TLS bulk flows stop being scanned quickly.
+    max_preamble_bytes: int = 16 * 1024
     # Largest handshake message parsed.  RFC 8446 allows 2^24-1; real ClientHellos are
     # < 4 KB (post-quantum ~1.8 KB) and certificate chains < 64 KB.  A hostile length
     # above this is refused instead of buffered.

@@ -84,18 +84,18 @@ class Analyzer:
         decode = self.decoder.decode
         for ts, linktype, buf in source:
             stats.packets += 1
-            # Fast path: Ethernet + IPv4 + TCP, unfragmented, flow already finished,
-            # no SYN/FIN/RST.  Skipped before any decoding.
-            if (
-                linktype == 1
-                and buf[12:14] == b"\x08\x00"
-                and len(buf) > 54
-                and buf[23] == 6
-                and not buf[20] & 0x3F
-                and not buf[21]
-            ):
-                l4 = 14 + (buf[14] & 0x0F) * 4
-                flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
+            # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
+            # flow already finished, no SYN/FIN/RST: skipped before any decoding.
+            if linktype == 1 and len(buf) >= 54:
+                etype = buf[12:14]
+                flow = None
+                if etype == b"\x08\x00" and buf[23] == 6 and not buf[20] & 0x3F and not buf[21]:
+                    l4 = 14 + (buf[14] & 0x0F) * 4
+                    if len(buf) >= l4 + 20:
+                        flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
+                elif etype == b"\x86\xdd" and buf[20] == 6 and len(buf) >= 74:
+                    l4 = 54
+                    flow = by_key.get(buf[22:54] + buf[54:58])
                 if flow is not None and flow.done and not buf[l4 + 13] & 0x07:
                     flow.last_ts = ts
                     stats.skipped_fast += 1
@@ -136,8 +136,8 @@ class Analyzer:
         flow = table.by_key.get(key)
         flags = seg.flags
         if flow is None:
-            if flags & TH_RST and not seg.payload:
-                return
+            if not seg.payload and not flags & TH_SYN:
+                return  # a bare ACK/FIN/RST of a flow we do not track starts nothing
             if len(table) >= self.limits.max_flows:
                 self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
             addr_len = len(seg.src)
@@ -187,11 +187,12 @@ class Analyzer:
         parser = hs.parsers[d]
         track = hs.client_hello is None
         segs = flow.segs[d]
-        if before is not None and track:
-            if parser.prepend(before):
-                segs.insert(0, (direction.isn_offset, direction.isn_offset + len(before), ts))
+        if before is not None and track and parser.prepend(before):
+            # the flow's real first bytes arrived late: parse again from them
+            segs.insert(0, (direction.isn_offset, direction.isn_offset + len(before), ts))
+            chunks.insert(0, (direction.isn_offset, b"", ts))
         for off, data, cts in chunks:
-            if track and len(segs) < self.limits.max_tracked_segments:
+            if track and data and len(segs) < self.limits.max_tracked_segments:
                 segs.append((off, off + len(data), cts))
             msg = hs.feed(d, data)
             if msg is not None:

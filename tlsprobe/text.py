@@ -1,0 +1,87 @@
+"""Make wire strings safe to show: on a terminal, in a spreadsheet, in Markdown or HTML.
+
+Everything a capture carries (SNI, ALPN, certificate names, file names) is attacker
+controlled.  These helpers never raise and never return a control character:
+
+* every code point that is not printable (C0/C1 controls, DEL, ESC, bidi overrides and
+  other format characters such as U+202E or U+200B, line/paragraph separators, lone
+  surrogates, private-use and unassigned code points, non-ASCII spaces) becomes a
+  visible escape (``\\x1b``, ``\\u202e``) - so an ANSI sequence turns into inert text
+  such as ``\\x1b[31m`` that shows the attempt instead of hiding it;
+* a lone surrogate U+DC80-U+DCFF (Python's ``surrogateescape`` for an undecodable byte)
+  shows as the byte it stands for (``\\xff``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+#: Longest string :func:`terminal_safe` returns before the ellipsis (a DNS name's limit).
+MAX_TERMINAL_CHARS = 253
+ELLIPSIS = "…"
+
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# Spreadsheet formula triggers (OWASP CSV injection) plus their full-width forms.
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+
+
+def _escape_char(c: str) -> str:
+    if c in _SHORT:
+        return _SHORT[c]
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # surrogateescape'd byte
+        return f"\\x{n - 0xDC00:02x}"
+    if n <= 0xFF:
+        return f"\\x{n:02x}"
+    if n <= 0xFFFF:
+        return f"\\u{n:04x}"
+    return f"\\U{n:08x}"
+
+
+def escape_unprintable(s: str) -> str:
+    """``s`` with every non-printable code point replaced by a visible escape."""
+    if s.isprintable():  # fast path, in C: the common case costs one scan
+        return s
+    return "".join(c if c.isprintable() else _escape_char(c) for c in s)
+
+
+def terminal_safe(s: str | None, max_chars: int = MAX_TERMINAL_CHARS) -> str:
+    """``s`` made harmless for a terminal: one line, no controls, capped in length.
+
+    ``None`` gives ``""``.  Longer results are cut to ``max_chars`` plus ``…``.
+    """
+    if not s:
+        return ""
+    out = escape_unprintable(s)
+    if len(out) > max_chars:
+        out = out[:max_chars] + ELLIPSIS
+    return out
+
+
+def csv_safe(s: str | None) -> str:
+    """``s`` made harmless for a spreadsheet cell.
+
+    Control characters become visible escapes, and a cell that would start a formula
+    (``= + - @``, tab, CR or their full-width forms) gets a leading ``'``.
+    """
+    if not s:
+        return ""
+    if s[0] in _FORMULA_START:
+        return "'" + escape_unprintable(s)
+    return escape_unprintable(s)
+
+
+def markdown_escape(s: str | None) -> str:
+    """``s`` as literal text inside Markdown, including a table cell (``|`` escaped)."""
+    if not s:
+        return ""
+    return escape_unprintable(_MARKDOWN_SPECIAL.sub(r"\\\1", s))
+
+
+def html_escape(s: str | None) -> str:
+    """``s`` as literal HTML text or attribute value (quotes escaped too)."""
+    if not s:
+        return ""
+    return html.escape(escape_unprintable(s), quote=True)
