@@ -135,29 +135,20 @@ class Analyzer:
         table = self.table
         flow = table.by_key.get(key)
         flags = seg.flags
+        if flow is not None and flow.done and flags & (TH_SYN | TH_ACK) == TH_SYN:
+            table.remove(flow)  # the 4-tuple is reused by a new connection
+            flow = None
         if flow is None:
             if not seg.payload and not flags & TH_SYN:
                 return  # a bare ACK/FIN/RST of a flow we do not track starts nothing
-            if len(table) >= self.limits.max_flows:
-                self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
-            addr_len = len(seg.src)
-            flow = Flow(key, reverse_key(key, addr_len), seg.ip_version, seg.src, seg.dst,
-                        seg.sport, seg.dport, ts, self.limits)
-            flow.tunnelled = seg.tunnelled
-            table.add(flow)
-            self.stats.flows += 1
-            if flags & TH_SYN and flags & TH_ACK:  # SYN-ACK first: the other side is the client
-                assert flow.hs is not None
-                flow.hs.set_client(1)
-        d = 0 if key == flow.key else 1
+            flow = self._new_flow(key, seg, ts)
         flow.last_ts = ts
         flow.packets += 1
         if flow.done:
-            if flags & (TH_RST | TH_FIN):
-                table.remove(flow)
-            return
+            return  # finished flows stay in the table (until idle) so stragglers are skipped
         hs = flow.hs
         assert hs is not None
+        d = 0 if key == flow.key else 1
         direction = flow.dirs[d]
         if flags & TH_SYN:
             direction.syn(seg.seq)
@@ -165,17 +156,24 @@ class Analyzer:
                 hs.set_client(d)
         if seg.payload:
             self._data(flow, hs, d, seg, ts)
-        if flags & TH_RST or flags & TH_FIN:
-            if flags & TH_FIN:
-                direction.fin = True
-            if flags & TH_RST or flow.dirs[1 - d].fin:
-                rec = self._close(flow)
-                table.remove(flow)
-                if rec is not None:
-                    self.ready.append(rec)
-                return
-        if flow.hs is not None and flow.hs.finished:
+        if flags & TH_FIN:
+            direction.fin = True
+        if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or hs.finished:
             self._complete(flow)
+
+    def _new_flow(self, key: bytes, seg: Segment, ts: float) -> Flow:
+        table = self.table
+        if len(table) >= self.limits.max_flows:
+            self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
+        flow = Flow(key, reverse_key(key, len(seg.src)), seg.ip_version, seg.src, seg.dst,
+                    seg.sport, seg.dport, ts, self.limits)
+        flow.tunnelled = seg.tunnelled
+        table.add(flow)
+        self.stats.flows += 1
+        if seg.flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK:  # SYN-ACK first: the other side is the client
+            assert flow.hs is not None
+            flow.hs.set_client(1)
+        return flow
 
     def _data(self, flow: Flow, hs: HandshakeTracker, d: int, seg: Segment, ts: float) -> None:
         direction = flow.dirs[d]
