@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tlsprobe.errors import WireError
 from tlsprobe.limits import Limits
-from tlsprobe.model import ClientHello, ServerHello
+from tlsprobe.model import CertificateInfo, ClientHello, ServerHello
 from tlsprobe.wire import tls
 from tlsprobe.wire.records import (
     CT_ALERT,
@@ -24,16 +24,27 @@ from tlsprobe.wire.records import (
     RecordStream,
 )
 from tlsprobe.wire.x509 import describe_certificate
-from tlsprobe.model import CertificateInfo
 
 
 class HandshakeTracker:
     """What the two directions of one flow have said so far."""
 
     __slots__ = (
-        "limits", "parsers", "client", "client_hello", "ch_msg", "server_hello", "hrr",
-        "retry_hello", "certificates", "server_done", "server_alert", "preamble",
-        "anomalies", "not_tls", "midstream",
+        "anomalies",
+        "certificates",
+        "ch_msg",
+        "client",
+        "client_hello",
+        "hrr",
+        "limits",
+        "midstream",
+        "not_tls",
+        "parsers",
+        "preamble",
+        "retry_hello",
+        "server_alert",
+        "server_done",
+        "server_hello",
     )
 
     def __init__(self, limits: Limits, client: int | None) -> None:
@@ -86,9 +97,9 @@ class HandshakeTracker:
             parser.anomalies.clear()
         found = None
         for ev in events:
-            if self._event(d, ev):
-                found = ev  # type: ignore[assignment]
-        return found  # type: ignore[return-value]
+            if self._event(d, ev) and isinstance(ev, HandshakeMessage):
+                found = ev
+        return found
 
     def _event(self, d: int, ev: Event) -> bool:
         if isinstance(ev, HandshakeMessage):
@@ -113,9 +124,8 @@ class HandshakeTracker:
         if ev.content_type == CT_ALERT and len(ev.head) >= 2 and self.server_alert is None:
             self.server_alert = (ev.head[0], ev.head[1])
             self._server_finished()
-        elif ev.content_type in (CT_CHANGE_CIPHER_SPEC, CT_APPLICATION_DATA) and self.hrr is None:
-            self._server_finished()
-        elif ev.content_type == CT_APPLICATION_DATA:
+        elif ev.content_type == CT_APPLICATION_DATA or (ev.content_type == CT_CHANGE_CIPHER_SPEC and self.hrr is None):
+            # after a HelloRetryRequest a compatibility CCS precedes the real ServerHello
             self._server_finished()
 
     def _server_finished(self) -> None:
@@ -189,7 +199,7 @@ class HandshakeTracker:
         if self.server_hello is None:
             self.server_hello = sh
         v = sh.version
-        if v >= 0x0304 and v != 0xFEFF or (v >> 8) in (0x7F, 0x7E):
+        if (v >= 0x0304 and v != 0xFEFF) or (v >> 8) in (0x7F, 0x7E):
             self._server_finished()  # TLS 1.3: everything after the ServerHello is encrypted
 
     def _certificates(self, body: bytes) -> None:

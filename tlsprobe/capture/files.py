@@ -13,7 +13,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.errors import CaptureError
@@ -47,18 +47,18 @@ class CaptureFile:
 
     def _open(self) -> BinaryIO:
         try:
-            raw: BinaryIO = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")  # noqa: SIM115
+            raw = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")  # noqa: SIM115
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
-        f = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        f = cast(io.BufferedReader, raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw))
         try:
             head = f.peek(4)[:4]
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         if head[:2] == b"\x1f\x8b":
             self.compressed = True
-            f = io.BufferedReader(gzip.GzipFile(fileobj=f))  # type: ignore[arg-type]
-        return f
+            return cast(BinaryIO, io.BufferedReader(cast(io.RawIOBase, gzip.GzipFile(fileobj=f))))
+        return cast(BinaryIO, f)
 
     def __iter__(self) -> Iterator[Packet]:
         f = self._open()

@@ -12,7 +12,7 @@ MAX_DATAGRAM = 65535
 
 
 class _Pending:
-    __slots__ = ("parts", "total", "first_ts", "size")
+    __slots__ = ("first_ts", "parts", "size", "total")
 
     def __init__(self, ts: float) -> None:
         self.parts: dict[int, bytes] = {}

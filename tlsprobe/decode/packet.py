@@ -64,7 +64,7 @@ class Segment:
 class Decoder:
     """Decodes frames of any supported link type; owns IP fragment reassembly."""
 
-    __slots__ = ("log", "limits", "fragments", "unknown_linktypes")
+    __slots__ = ("fragments", "limits", "log", "unknown_linktypes")
 
     def __init__(self, log: AnomalyLog, limits: Limits = DEFAULT_LIMITS) -> None:
         self.log = log
@@ -127,7 +127,7 @@ class Decoder:
         while etype in _VLAN_TYPES:
             etype = (buf[off + 2] << 8) | buf[off + 3]
             off += 4
-        if etype == ETH_IPV4 or etype == ETH_IPV6:
+        if etype in (ETH_IPV4, ETH_IPV6):
             return self._ip(buf, off, len(buf), ts, depth)
         if etype == 0x8864:  # PPPoE session
             return self._ppp(buf, off + 6, ts, depth)
@@ -199,7 +199,9 @@ class Decoder:
                 frag_id = _U32BE.unpack_from(buf, p + 4)[0]
                 p += 8
                 if fo & 0xFFF9:  # offset non-zero or more fragments
-                    whole = self.fragments.add((6, src, dst, fnext, frag_id), fo & 0xFFF8, bool(fo & 1), buf[p:ip_end], ts)
+                    whole = self.fragments.add(
+                        (6, src, dst, fnext, frag_id), fo & 0xFFF8, bool(fo & 1), buf[p:ip_end], ts
+                    )
                     if whole is None:
                         return None
                     buf, p, ip_end = whole, 0, len(whole)
@@ -227,7 +229,7 @@ class Decoder:
             )
         if proto == PROTO_UDP:
             sport, dport = _UDP.unpack_from(buf, p)
-            if dport == 4789 or dport == 4790 and buf[p + 8] & 0x08:  # VXLAN (GPE checks I flag)
+            if dport == 4789 or (dport == 4790 and buf[p + 8] & 0x08):  # VXLAN (GPE checks I flag)
                 return self._ether(buf, p + 16, ts, depth + 1)
             if dport == 6081:  # Geneve
                 optlen = (buf[p + 8] & 0x3F) * 4

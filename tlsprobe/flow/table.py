@@ -19,8 +19,23 @@ class Flow:
     """One TCP connection.  Direction 0 sent the first packet we saw."""
 
     __slots__ = (
-        "key", "rkey", "ip_version", "a_ip", "b_ip", "a_port", "b_port", "first_ts", "last_ts",
-        "dirs", "hs", "done", "segs", "tunnelled", "packets", "ch_ts", "ch_segments",
+        "a_ip",
+        "a_port",
+        "b_ip",
+        "b_port",
+        "ch_segments",
+        "ch_ts",
+        "dirs",
+        "done",
+        "first_ts",
+        "hs",
+        "ip_version",
+        "key",
+        "last_ts",
+        "packets",
+        "rkey",
+        "segs",
+        "tunnelled",
     )
 
     def __init__(self, key: bytes, rkey: bytes, ip_version: int, a_ip: bytes, b_ip: bytes,
@@ -57,7 +72,7 @@ class Flow:
 class FlowTable:
     """Flows reachable by either direction's key."""
 
-    __slots__ = ("by_key", "limits", "next_sweep", "count")
+    __slots__ = ("by_key", "count", "limits", "next_sweep")
 
     def __init__(self, limits: Limits) -> None:
         self.by_key: dict[bytes, Flow] = {}

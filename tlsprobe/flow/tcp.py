@@ -30,8 +30,17 @@ class TcpDirection:
     """Reassembly state for the bytes one endpoint sends."""
 
     __slots__ = (
-        "next_seq", "offset", "syn_seen", "started", "ooo", "ooo_bytes", "stopped",
-        "retransmissions", "overflow", "fin", "isn_offset",
+        "fin",
+        "isn_offset",
+        "next_seq",
+        "offset",
+        "ooo",
+        "ooo_bytes",
+        "overflow",
+        "retransmissions",
+        "started",
+        "stopped",
+        "syn_seen",
     )
 
     def __init__(self) -> None:

@@ -12,7 +12,7 @@ from tlsprobe.errors import WireError
 class Cursor:
     """A read position over an immutable byte string, bounded by ``end``."""
 
-    __slots__ = ("buf", "end", "pos", "code")
+    __slots__ = ("buf", "code", "end", "pos")
 
     def __init__(self, buf: bytes, pos: int = 0, end: int | None = None, code: str = "wire.truncated") -> None:
         self.buf = buf
@@ -48,12 +48,12 @@ class Cursor:
         p = self._need(4)
         return int.from_bytes(self.buf[p : p + 4], "big")
 
-    def bytes(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         p = self._need(n)
         return bytes(self.buf[p : p + n])
 
     def rest(self) -> bytes:
-        return self.bytes(self.end - self.pos)
+        return self.take(self.end - self.pos)
 
     def block(self, length_bytes: int) -> Cursor:
         """A sub-cursor over a length-prefixed block (1, 2 or 3 length bytes)."""

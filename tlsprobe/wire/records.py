@@ -78,8 +78,18 @@ class RecordStream:
     """
 
     __slots__ = (
-        "buf", "base", "mode", "want", "limits", "anomalies", "scan_pos",
-        "hs_buf", "hs_start", "hs_records", "hs_version", "consumed_any",
+        "anomalies",
+        "base",
+        "buf",
+        "consumed_any",
+        "hs_buf",
+        "hs_records",
+        "hs_start",
+        "hs_version",
+        "limits",
+        "mode",
+        "scan_pos",
+        "want",
     )
 
     def __init__(self, want: int = 0, limits: Limits = DEFAULT_LIMITS) -> None:

@@ -128,7 +128,7 @@ def _decode_client_extension(etype: int, data: bytes, ch: ClientHello) -> None:
     elif etype == EXT_ALPN:
         lst = cur.block(2)
         cur.expect_end("tls.ext.malformed")
-        protos = []
+        protos: list[bytes] = []
         while lst.remaining():
             protos.append(lst.block(1).rest())
         ch.alpn_raw = tuple(protos)
@@ -169,7 +169,7 @@ def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits
     """Parse a ClientHello handshake body (without the 4-byte handshake header)."""
     cur = Cursor(body, code=MALFORMED)
     legacy_version = cur.u16()
-    random = cur.bytes(32)
+    random = cur.take(32)
     session_id = cur.block(1).rest()
     ciphers = cur.u16_list(2)
     compression = cur.block(1).rest()
@@ -205,9 +205,9 @@ def parse_sslv2_client_hello(msg: bytes) -> ClientHello:
     chal_len = cur.u16()
     if spec_len % 3:
         raise WireError(MALFORMED, "SSLv2 cipher spec length not a multiple of 3")
-    specs = cur.bytes(spec_len)
-    session_id = cur.bytes(sid_len)
-    challenge = cur.bytes(chal_len)
+    specs = cur.take(spec_len)
+    session_id = cur.take(sid_len)
+    challenge = cur.take(chal_len)
     specs_list = tuple(int.from_bytes(specs[i : i + 3], "big") for i in range(0, spec_len, 3))
     anomalies = ["tls.hello.sslv2"]
     if cur.remaining():
@@ -234,7 +234,7 @@ def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits
     # TLS 1.3 drafts before -22 (and their 0x0304 early adopters) drop session_id and
     # compression from the ServerHello.
     draft = (legacy_version >> 8) in (0x7F, 0x7E) or legacy_version == 0x0304
-    random = cur.bytes(32)
+    random = cur.take(32)
     if draft:
         session_id = b""
         cipher = cur.u16()

@@ -6,7 +6,6 @@ import hashlib
 import warnings
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from tlsprobe.model import CertificateInfo
 
@@ -31,7 +30,7 @@ def describe_certificate(der: bytes) -> CertificateInfo:
             info.error = f"{type(exc).__name__}: {exc}"[:200]
             return info
         try:
-            san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             info.san_dns = [str(n) for n in san.get_values_for_type(x509.DNSName)]
             info.san_ip = [str(n) for n in san.get_values_for_type(x509.IPAddress)]
         except x509.ExtensionNotFound:

@@ -1,0 +1,206 @@
+"""Command line: ``tlsprobe analyze``, ``tlsprobe anomalies``, ``tlsprobe --version``.
+
+A thin layer: it parses options, picks a sink, and maps outcomes to exit codes.  Data
+goes to stdout (or ``-o``), diagnostics to stderr.
+
+Exit codes: 0 success; 1 internal error; 2 usage error or an unreadable capture (the
+other captures are still analysed); 130 interrupted.  A closed stdout (``| head``)
+ends the run quietly with 0.  No traceback is ever printed unless ``TLSPROBE_DEBUG``
+is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+import click
+
+from tlsprobe import __version__
+from tlsprobe.anomalies import ANOMALIES
+from tlsprobe.sinks import FORMATS, make_sink
+from tlsprobe.text import markdown_escape, terminal_safe
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Failure(click.ClickException):
+    """An error reported as one ``tlsprobe: error:`` line, exit code 2."""
+
+    exit_code = EXIT_INPUT
+
+
+def error_line(message: str) -> str:
+    """``tlsprobe: error: <message>``, safe for a terminal."""
+    return f"tlsprobe: error: {terminal_safe(message, 1000)}"
+
+
+def _error(message: str) -> None:
+    click.echo(error_line(message), err=True)
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    """A UTF-8 text stream on ``path`` or stdout; stdout is flushed, never closed."""
+    if path is None or path == "-":
+        wrapper = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8",
+                                   newline="")
+        try:
+            yield wrapper
+            wrapper.flush()
+        except BrokenPipeError:
+            _quiet_stdout()  # so flushing what is left (below, and at exit) cannot fail
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                wrapper.detach()
+        return
+    try:
+        f = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}") from None
+    with f:
+        yield f
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush is silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="tlsprobe",
+                      message="%(prog)s %(version)s")
+def cli() -> None:
+    """Find TLS handshakes on any TCP port in packet captures and fingerprint them."""
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format [default: table on a terminal, else jsonl].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write records to FILE instead of stdout.")
+@click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary (and no progress bar) on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, allow_dash=False),
+              help="Also write the run summary as JSON to FILE.")
+@click.option("--line-buffered", is_flag=True,
+              help="Flush after every record (default on a terminal).")
+def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
+            quiet: bool, summary_json: str | None, line_buffered: bool) -> None:
+    """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
+
+    The run summary (packets, flows, handshakes, anomalies) goes to stderr.
+    """
+    from rich.console import Console
+
+    from tlsprobe.pipeline import Analyzer
+    from tlsprobe.sinks.progress import RunProgress
+    from tlsprobe.sinks.run import run
+    from tlsprobe.sinks.summary import print_summary, write_summary_json
+    from tlsprobe.sinks.table import no_color_requested
+
+    analyzer = Analyzer()
+    with _output(output) as out:
+        to_terminal = out.isatty()
+        sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out,
+                         flush=line_buffered or to_terminal)
+        err_console = Console(stderr=True, no_color=no_color_requested(), highlight=False)
+        # The bar shares the screen with nothing: only when stderr is a terminal and
+        # the records are not being printed to that terminal too.
+        show = not (no_progress or quiet or to_terminal) and err_console.is_terminal
+        progress = RunProgress(err_console, analyzer.stats) if show else None
+
+        def report(message: str) -> None:
+            if progress is not None:
+                progress.print_line(error_line(message))  # above the bar, not through it
+            else:
+                _error(message)
+
+        with progress if progress is not None else contextlib.nullcontext():
+            result = run(captures, sink, analyzer=analyzer, progress=progress, on_error=report)
+        sink.close()
+    summary = result.summary()
+    if not quiet:
+        print_summary(summary, sys.stderr)
+    if summary_json is not None:
+        try:
+            with open(summary_json, "w", encoding="utf-8") as f:
+                write_summary_json(summary, f)
+        except OSError as exc:
+            raise Failure(f"cannot write {summary_json}: {exc.strerror or exc}") from None
+    if result.errors:
+        raise SystemExit(EXIT_INPUT)
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, help="Print docs/anomalies.md (Markdown).")
+def anomalies(markdown: bool) -> None:
+    """List the anomaly codes tlsprobe records, with what each means."""
+    if markdown:
+        click.echo(anomalies_markdown(), nl=False)
+        return
+    width = max(len(code) for code in ANOMALIES)
+    for code, text in ANOMALIES.items():
+        click.echo(f"{code:<{width}}  {text}")
+
+
+def anomalies_markdown() -> str:
+    """docs/anomalies.md: every anomaly code by area, generated from tlsprobe.anomalies."""
+    lines = [
+        "# Anomaly codes",
+        "",
+        "<!-- Generated by `tlsprobe anomalies --markdown`; edit tlsprobe/anomalies.py. -->",
+        "",
+        "An anomaly is recorded on the handshake it concerns (the `anomalies` list of a",
+        "record) and counted in the run summary whenever input is damaged, hostile or cut",
+        "by a limit. Codes never change meaning; new ones may be added.",
+    ]
+    area = None
+    for code, text in ANOMALIES.items():
+        head = code.split(".", 1)[0]
+        if head != area:
+            area = head
+            lines += ["", f"## {markdown_escape(head)}", "", "| Code | Meaning |", "| --- | --- |"]
+        lines.append(f"| `{code}` | {markdown_escape(text)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tlsprobe`` script; returns the exit code."""
+    try:
+        rc = cli.main(args=argv, prog_name="tlsprobe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("tlsprobe: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        exc.show()  # keeps click's "Usage: ..." hint
+        return EXIT_INPUT
+    except click.ClickException as exc:
+        _error(exc.format_message())
+        return exc.exit_code or EXIT_INPUT
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        click.echo("tlsprobe: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_INTERNAL
+    except Exception as exc:
+        if os.environ.get("TLSPROBE_DEBUG"):
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} "
+               "(set TLSPROBE_DEBUG=1 for a traceback)")
+        return EXIT_INTERNAL
+    return rc if isinstance(rc, int) else EXIT_OK
