@@ -19,10 +19,16 @@ from collections.abc import Iterator
 from typing import TextIO
 
 import click
+from rich.console import Console
 
 from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
+from tlsprobe.pipeline import Analyzer
 from tlsprobe.sinks import FORMATS, make_sink
+from tlsprobe.sinks.progress import RunProgress
+from tlsprobe.sinks.run import run
+from tlsprobe.sinks.summary import print_summary, write_summary_json
+from tlsprobe.sinks.table import no_color_requested
 from tlsprobe.text import markdown_escape, terminal_safe
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -100,14 +106,18 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
     The run summary (packets, flows, handshakes, anomalies) goes to stderr.
     """
-    from rich.console import Console
+    try:
+        _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered)
+    except BrokenPipeError:
+        # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
+        # click turns EPIPE into exit code 1 before main() could see it.
+        raise click.exceptions.Exit(EXIT_OK) from None
 
-    from tlsprobe.pipeline import Analyzer
-    from tlsprobe.sinks.progress import RunProgress
-    from tlsprobe.sinks.run import run
-    from tlsprobe.sinks.summary import print_summary, write_summary_json
-    from tlsprobe.sinks.table import no_color_requested
 
+def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
+             quiet: bool, summary_json: str | None, line_buffered: bool) -> None:
+    if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
+        raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     analyzer = Analyzer()
     with _output(output) as out:
         to_terminal = out.isatty()
@@ -129,7 +139,8 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
             result = run(captures, sink, analyzer=analyzer, progress=progress, on_error=report)
         sink.close()
     summary = result.summary()
-    if not quiet:
+    # Nothing was readable: the error lines say it all.
+    if not quiet and (analyzer.stats.files or not result.errors):
         print_summary(summary, sys.stderr)
     if summary_json is not None:
         try:
