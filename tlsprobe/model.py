@@ -21,9 +21,12 @@ EXT_ECH = 0xFE0D
 EXT_QUIC_TRANSPORT_PARAMETERS = 0x0039
 
 
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+
+
 def is_grease(value: int) -> bool:
     """GREASE values (RFC 8701): 0x0A0A, 0x1A1A, ..., 0xFAFA."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+    return value in GREASE
 
 
 _VERSION_NAMES = {
@@ -61,6 +64,7 @@ class ClientHello:
     compression_methods: bytes
     extensions: tuple[tuple[int, bytes], ...]
     has_extensions_block: bool
+    extension_types: tuple[int, ...] = ()  # wire order, GREASE kept
     sslv2: bool = False
     sslv2_cipher_specs: tuple[int, ...] = ()
     # decoded views
@@ -74,10 +78,6 @@ class ClientHello:
     key_share_groups: tuple[int, ...] = ()
     ech: bool = False
     anomalies: list[str] = field(default_factory=list)
-
-    @property
-    def extension_types(self) -> tuple[int, ...]:
-        return tuple(t for t, _ in self.extensions)
 
     @property
     def alpn(self) -> list[str]:
@@ -109,14 +109,11 @@ class ServerHello:
     compression_method: int
     extensions: tuple[tuple[int, bytes], ...]
     has_extensions_block: bool
+    extension_types: tuple[int, ...] = ()  # wire order, GREASE kept
     is_hrr: bool = False
     selected_version: int | None = None
     alpn_raw: bytes | None = None
     anomalies: list[str] = field(default_factory=list)
-
-    @property
-    def extension_types(self) -> tuple[int, ...]:
-        return tuple(t for t, _ in self.extensions)
 
     @property
     def version(self) -> int:

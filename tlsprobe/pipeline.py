@@ -26,6 +26,8 @@ from tlsprobe.record import HandshakeRecord, ip_text
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
+# Ethernet type, IPv4 version/IHL, IPv4 flags/fragment offset, IPv4 protocol
+_FAST_HEADER = struct.Struct("!12xHB5xHxB")
 
 
 @dataclass(slots=True)
@@ -82,21 +84,31 @@ class Analyzer:
         by_key = self.table.by_key
         ready = self.ready
         decode = self.decoder.decode
+        fast_unpack = _FAST_HEADER.unpack_from
+        payload_end = l4 = 0
         for ts, linktype, buf in source:
             stats.packets += 1
             # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
-            # flow already finished, no SYN/FIN/RST: skipped before any decoding.
+            # no SYN, on a flow we track: skipped before any decoding when the flow is
+            # finished, or when the packet carries no payload (ACKs, FINs).
             if linktype == 1 and len(buf) >= 54:
-                etype = buf[12:14]
+                etype, vihl, frag, proto = fast_unpack(buf)
                 flow = None
-                if etype == b"\x08\x00" and buf[23] == 6 and not buf[20] & 0x3F and not buf[21]:
-                    l4 = 14 + (buf[14] & 0x0F) * 4
-                    if len(buf) >= l4 + 20:
-                        flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
-                elif etype == b"\x86\xdd" and buf[20] == 6 and len(buf) >= 74:
+                if etype == 0x0800:
+                    if proto == 6 and not frag & 0x3FFF:
+                        l4 = (vihl & 0x0F) * 4 + 14
+                        if len(buf) >= l4 + 20:
+                            flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
+                            payload_end = 14 + ((buf[16] << 8) | buf[17])
+                elif etype == 0x86DD and buf[20] == 6 and len(buf) >= 74:
                     l4 = 54
                     flow = by_key.get(buf[22:54] + buf[54:58])
-                if flow is not None and flow.done and not buf[l4 + 13] & 0x07:
+                    payload_end = 54 + ((buf[18] << 8) | buf[19])
+                if (
+                    flow is not None
+                    and not buf[l4 + 13] & 0x02  # no SYN
+                    and (flow.done or (payload_end <= l4 + (buf[l4 + 12] >> 4) * 4 and not buf[l4 + 13] & 0x05))
+                ):
                     flow.last_ts = ts
                     stats.skipped_fast += 1
                     continue

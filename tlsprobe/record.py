@@ -6,13 +6,12 @@ change meaning; new keys may be added.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlsprobe.fingerprint.ja3 import ja3_string, ja3s_string, md5_hex
-from tlsprobe.fingerprint.ja4 import Ja4Parts
-from tlsprobe.fingerprint.ja4plus import ja4s, ja4s_r
+from tlsprobe.fingerprint.compute import client_fingerprints, server_fingerprints
+from tlsprobe.fingerprint.ja4 import HEX4
 from tlsprobe.model import CertificateInfo, ClientHello, ServerHello, is_grease, version_name
 
 TLS_PORT = 443
@@ -20,7 +19,8 @@ _ALERT_LEVELS = {1: "warning", 2: "fatal"}
 
 
 def ip_text(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    """Packed IPv4/IPv6 address as text (RFC 5952 form for IPv6)."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
 @dataclass(slots=True)
@@ -63,22 +63,19 @@ class HandshakeRecord:
         HelloRetryRequest when there is one), as tshark and FoxIO's tools report them.  An
         SSLv2-format hello has no JA3 (the reference parses TLS records only).
         """
-        ch = self.client_hello
-        parts = Ja4Parts(ch, self._prefix())
-        j3 = None if ch.sslv2 else ja3_string(ch)
-        sh = self.hello_retry_request or self.server_hello
-        j3s = ja3s_string(sh) if sh else None
+        fp = dict(client_fingerprints(self.client_hello, self._prefix()))
+        server = server_fingerprints(self.hello_retry_request or self.server_hello, self._prefix())
         return {
-            "ja3": md5_hex(j3) if j3 is not None else None,
-            "ja3_string": j3,
-            "ja3s": md5_hex(j3s) if j3s is not None else None,
-            "ja3s_string": j3s,
-            "ja4": parts.ja4(),
-            "ja4_r": parts.ja4_r(),
-            "ja4_o": parts.ja4_o(),
-            "ja4_ro": parts.ja4_ro(),
-            "ja4s": ja4s(sh, self._prefix()) if sh else None,
-            "ja4s_r": ja4s_r(sh, self._prefix()) if sh else None,
+            "ja3": fp["ja3"],
+            "ja3_string": fp["ja3_string"],
+            "ja3s": server["ja3s"],
+            "ja3s_string": server["ja3s_string"],
+            "ja4": fp["ja4"],
+            "ja4_r": fp["ja4_r"],
+            "ja4_o": fp["ja4_o"],
+            "ja4_ro": fp["ja4_ro"],
+            "ja4s": server["ja4s"],
+            "ja4s_r": server["ja4s_r"],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +118,7 @@ class HandshakeRecord:
 
 
 def _hex16(values: tuple[int, ...]) -> list[str]:
-    return [f"0x{v:04x}" for v in values]
+    return ["0x" + HEX4[v] for v in values]
 
 
 def _client_hello_dict(ch: ClientHello) -> dict[str, Any]:
@@ -146,10 +143,9 @@ def _client_hello_dict(ch: ClientHello) -> dict[str, Any]:
 def _retry_dict(ch: ClientHello | None, prefix: str) -> dict[str, Any] | None:
     if ch is None:
         return None
-    parts = Ja4Parts(ch, prefix)
-    j3 = ja3_string(ch)
-    return {"sni": ch.sni, "alpn": ch.alpn, "ja3": md5_hex(j3), "ja3_string": j3, "ja4": parts.ja4(),
-            "ja4_r": parts.ja4_r(), "anomalies": list(ch.anomalies)}
+    fp = client_fingerprints(ch, prefix)
+    return {"sni": ch.sni, "alpn": ch.alpn, "ja3": fp["ja3"], "ja3_string": fp["ja3_string"], "ja4": fp["ja4"],
+            "ja4_r": fp["ja4_r"], "anomalies": list(ch.anomalies)}
 
 
 def _server_hello_dict(sh: ServerHello) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class CaptureFile:
     def _pcap(self, f: BinaryIO, order: str, nano: bool, extra: int, linktype: int) -> Iterator[Packet]:
         unpack = struct.Struct(order + "IIII").unpack_from
         hlen = 16 + extra
-        div = 1e9 if nano else 1e6
+        scale = 1e-9 if nano else 1e-6
         maxrec = self.limits.max_capture_record
         buf = b""
         pos = 0
@@ -121,7 +121,7 @@ class CaptureFile:
                     break
                 if caplen < origlen:
                     cut += 1
-                yield sec + frac / div, linktype, buf[pos + hlen : end]
+                yield sec + frac * scale, linktype, buf[pos + hlen : end]
                 pos = end
         if pos < len(buf):
             log.add("capture.truncated")

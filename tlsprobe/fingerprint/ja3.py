@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 
-from tlsprobe.model import ClientHello, ServerHello, is_grease
+from tlsprobe.model import GREASE, ClientHello, ServerHello
 
 
 def _join(values: tuple[int, ...] | list[int] | bytes) -> str:
-    return "-".join(str(v) for v in values if not is_grease(v))
+    return "-".join([str(v) for v in values if v not in GREASE])
 
 
 def ja3_string(ch: ClientHello) -> str:
@@ -23,7 +23,7 @@ def ja3_string(ch: ClientHello) -> str:
             _join(ch.cipher_suites),
             _join(ch.extension_types),
             _join(ch.supported_groups),
-            "-".join(str(b) for b in ch.ec_point_formats),
+            "-".join([str(b) for b in ch.ec_point_formats]),
         )
     )
 

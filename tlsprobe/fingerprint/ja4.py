@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tlsprobe.model import EXT_ALPN, EXT_SERVER_NAME, ClientHello, is_grease
+from tlsprobe.model import EXT_ALPN, EXT_SERVER_NAME, GREASE, ClientHello
 
 EMPTY_HASH = "000000000000"
 
@@ -57,8 +57,13 @@ def sha12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# 4-digit hex of every 16-bit value, precomputed: fingerprints format ~60 values each.
+HEX4 = [f"{v:04x}" for v in range(0x10000)]
+
+
 def _hex_list(values: list[int] | tuple[int, ...]) -> str:
-    return ",".join(f"{v:04x}" for v in values)
+    """Comma-joined 4-digit hex of 16-bit values."""
+    return ",".join(map(HEX4.__getitem__, values))
 
 
 class Ja4Parts:
@@ -67,8 +72,8 @@ class Ja4Parts:
     __slots__ = ("a", "ciphers", "ciphers_sorted", "exts_orig", "exts_sorted", "sigalgs")
 
     def __init__(self, ch: ClientHello, transport: str = "t") -> None:
-        ciphers = [c for c in ch.cipher_suites if not is_grease(c)]
-        exts = [e for e in ch.extension_types if not is_grease(e)]
+        ciphers = [c for c in ch.cipher_suites if c not in GREASE]
+        exts = [e for e in ch.extension_types if e not in GREASE]
         alpn_first = ch.alpn_raw[0] if ch.alpn_raw else None
         sni = "d" if EXT_SERVER_NAME in exts else "i"
         self.a = (
@@ -79,7 +84,7 @@ class Ja4Parts:
         self.ciphers_sorted = _hex_list(sorted(ciphers))
         self.exts_orig = _hex_list(exts)
         self.exts_sorted = _hex_list(sorted(e for e in exts if e not in (EXT_SERVER_NAME, EXT_ALPN)))
-        self.sigalgs = _hex_list([s for s in ch.signature_algorithms if not is_grease(s)])
+        self.sigalgs = _hex_list([s for s in ch.signature_algorithms if s not in GREASE])
 
     def _c(self, exts: str) -> str:
         return f"{exts}_{self.sigalgs}" if self.sigalgs else exts

@@ -69,6 +69,11 @@ Event = HandshakeMessage | Record | Preamble | NotTls
 
 _DETECT, _SCAN, _RECORDS, _DONE = range(4)
 
+# Stream openings of protocols that never switch to TLS on the same connection: an SSH
+# banner, or an HTTP request other than CONNECT (HTTP CONNECT tunnels TLS, and a
+# server's "HTTP/1.1 200" reply to it must not end the scan).
+NEVER_TLS = (b"SSH-", b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ")
+
 
 class RecordStream:
     """Incremental record-layer parser for one direction.
@@ -165,6 +170,9 @@ class RecordStream:
             return True
         if b0 & 0x80 and buf[2] == 1 and buf[3] in (0, 3) and self.want != 2:
             return self._sslv2(events)
+        if buf.startswith(NEVER_TLS):
+            self._end(events, 0, "plaintext protocol without STARTTLS")
+            return False
         self.mode = _SCAN
         return True
 

@@ -7,6 +7,9 @@ extension body, trailing bytes) is kept as anomaly codes on the record.
 
 from __future__ import annotations
 
+import struct
+import unicodedata
+
 from tlsprobe.errors import WireError
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
 from tlsprobe.model import (
@@ -36,16 +39,16 @@ MALFORMED = "tls.hello.malformed"
 
 def _parse_extensions(
     cur: Cursor, anomalies: list[str], limits: Limits
-) -> tuple[tuple[tuple[int, bytes], ...], bool]:
-    """The extensions block, in wire order.  Returns (extensions, block_present).
+) -> tuple[tuple[tuple[int, bytes], ...], tuple[int, ...], bool]:
+    """The extensions block, in wire order: (extensions, their types, block present).
 
     A block whose declared length overruns keeps the extensions that fit.
     """
     if cur.remaining() == 0:
-        return (), False
+        return (), (), False
     if cur.remaining() < 2:
         anomalies.append("tls.hello.trailing_bytes")
-        return (), False
+        return (), (), False
     declared = cur.u16()
     end = cur.pos + declared
     if end > cur.end:
@@ -54,28 +57,29 @@ def _parse_extensions(
     elif end < cur.end:
         anomalies.append("tls.hello.trailing_bytes")
     exts: list[tuple[int, bytes]] = []
-    seen: set[int] = set()
-    buf = cur.buf
+    types: list[int] = []
+    buf = bytes(cur.buf)
     pos = cur.pos
+    cap = limits.max_extensions
     while pos + 4 <= end:
         etype = (buf[pos] << 8) | buf[pos + 1]
-        elen = (buf[pos + 2] << 8) | buf[pos + 3]
-        if pos + 4 + elen > end:
+        data_end = pos + 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if data_end > end:
             anomalies.append(MALFORMED)
             break
-        if len(exts) >= limits.max_extensions:
+        if len(exts) >= cap:
             anomalies.append("tls.hello.too_many_extensions")
             break
-        if etype in seen:
-            anomalies.append("tls.hello.duplicate_extension")
-        seen.add(etype)
-        exts.append((etype, bytes(buf[pos + 4 : pos + 4 + elen])))
-        pos += 4 + elen
+        exts.append((etype, buf[pos + 4 : data_end]))
+        types.append(etype)
+        pos = data_end
     else:
         if pos != end:
             anomalies.append(MALFORMED)
+    if len(set(types)) != len(types):
+        anomalies.append("tls.hello.duplicate_extension")
     cur.pos = cur.end
-    return tuple(exts), True
+    return tuple(exts), tuple(types), True
 
 
 def _note(anomalies: list[str], code: str) -> None:
@@ -83,15 +87,32 @@ def _note(anomalies: list[str], code: str) -> None:
         anomalies.append(code)
 
 
+def _vec(data: bytes, pos: int, end: int, length_bytes: int) -> tuple[bytes, int]:
+    """A length-prefixed byte string at ``pos`` that must end by ``end``; (value, next pos)."""
+    if length_bytes == 1:
+        if pos >= end:
+            raise WireError("tls.ext.malformed", "missing length")
+        n = data[pos]
+    else:
+        if pos + 2 > end:
+            raise WireError("tls.ext.malformed", "missing length")
+        n = (data[pos] << 8) | data[pos + 1]
+    start = pos + length_bytes
+    if start + n > end:
+        raise WireError("tls.ext.malformed", "length overruns")
+    return data[start : start + n], start + n
+
+
 def _decode_sni(data: bytes, ch: ClientHello) -> None:
-    cur = Cursor(data, code="tls.ext.malformed")
-    names = cur.block(2)
-    cur.expect_end("tls.ext.malformed")
+    names, after = _vec(data, 0, len(data), 2)
+    if after != len(data):
+        raise WireError("tls.ext.malformed", "trailing bytes")
     found: bytes | None = None
     count = 0
-    while names.remaining():
-        name_type = names.u8()
-        host = names.block(2).rest()
+    pos, end = 0, len(names)
+    while pos < end:
+        name_type = names[pos]
+        host, pos = _vec(names, pos + 1, end, 2)
         count += 1
         if name_type == 0 and found is None:
             found = host
@@ -100,69 +121,94 @@ def _decode_sni(data: bytes, ch: ClientHello) -> None:
     if found is None:
         return
     ch.sni_raw = found
+    if found.isascii() and _HOST_OK.issuperset(found):
+        ch.sni = found.decode("ascii")
+        if not _valid_hostname(found):
+            _note(ch.anomalies, "tls.sni.invalid_hostname")
+        return
     ch.sni = found.decode("utf-8", "backslashreplace")
     try:
         found.decode("utf-8")
     except UnicodeDecodeError:
         _note(ch.anomalies, "tls.sni.not_utf8")
-    if any(b < 0x20 or b == 0x7F for b in found):
+    if any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in ch.sni):
         _note(ch.anomalies, "tls.sni.control_chars")
-    if not _valid_hostname(found):
-        _note(ch.anomalies, "tls.sni.invalid_hostname")
+    _note(ch.anomalies, "tls.sni.invalid_hostname")
 
 
+# control, format (bidi overrides, zero-width), line and paragraph separators
+_UNSAFE_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp"))
 _HOST_OK = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def _valid_hostname(name: bytes) -> bool:
-    if not name or len(name) > 253 or not set(name) <= _HOST_OK:
+    if not name or len(name) > 253 or not _HOST_OK.issuperset(name):
         return False
     labels = name.rstrip(b".").split(b".")
     return all(0 < len(label) <= 63 for label in labels)
 
 
+def _u16s(data: bytes, length_bytes: int) -> tuple[int, ...]:
+    """16-bit values behind a 1- or 2-byte length that must cover ``data`` exactly."""
+    n = len(data) - length_bytes
+    declared = data[0] if length_bytes == 1 else (data[0] << 8) | data[1]
+    if n < 0 or declared != n or n % 2:
+        raise WireError("tls.ext.malformed", "bad list length")
+    return struct.unpack_from(f"!{n >> 1}H", data, length_bytes)
+
+
 def _decode_client_extension(etype: int, data: bytes, ch: ClientHello) -> None:
-    cur = Cursor(data, code="tls.ext.malformed")
-    if etype == EXT_SERVER_NAME:
+    if etype == EXT_SUPPORTED_VERSIONS:
+        ch.supported_versions = _u16s(data, 1)
+    elif etype == EXT_SUPPORTED_GROUPS:
+        ch.supported_groups = _u16s(data, 2)
+    elif etype == EXT_SIGNATURE_ALGORITHMS:
+        ch.signature_algorithms = _u16s(data, 2)
+    elif etype == EXT_EC_POINT_FORMATS:
+        if not data or data[0] != len(data) - 1:
+            raise WireError("tls.ext.malformed", "bad point format list")
+        ch.ec_point_formats = data[1:]
+    elif etype == EXT_SERVER_NAME:
         _decode_sni(data, ch)
     elif etype == EXT_ALPN:
-        lst = cur.block(2)
-        cur.expect_end("tls.ext.malformed")
+        lst, after = _vec(data, 0, len(data), 2)
+        if after != len(data):
+            raise WireError("tls.ext.malformed", "trailing bytes")
         protos: list[bytes] = []
-        while lst.remaining():
-            protos.append(lst.block(1).rest())
+        pos = 0
+        while pos < len(lst):
+            proto, pos = _vec(lst, pos, len(lst), 1)
+            protos.append(proto)
         ch.alpn_raw = tuple(protos)
         if any(b < 0x20 or b > 0x7E for p in protos for b in p):
             _note(ch.anomalies, "tls.alpn.not_printable")
-    elif etype == EXT_SUPPORTED_VERSIONS:
-        ch.supported_versions = cur.u16_list(1)
-        cur.expect_end("tls.ext.malformed")
-    elif etype == EXT_SUPPORTED_GROUPS:
-        ch.supported_groups = cur.u16_list(2)
-        cur.expect_end("tls.ext.malformed")
-    elif etype == EXT_EC_POINT_FORMATS:
-        ch.ec_point_formats = cur.block(1).rest()
-        cur.expect_end("tls.ext.malformed")
-    elif etype == EXT_SIGNATURE_ALGORITHMS:
-        ch.signature_algorithms = cur.u16_list(2)
-        cur.expect_end("tls.ext.malformed")
     elif etype in (EXT_KEY_SHARE, EXT_KEY_SHARE_DRAFT):
-        shares = cur.block(2)
+        shares, _ = _vec(data, 0, len(data), 2)
         groups = []
-        while shares.remaining():
-            groups.append(shares.u16())
-            shares.block(2)
+        pos = 0
+        while pos + 2 <= len(shares):
+            groups.append((shares[pos] << 8) | shares[pos + 1])
+            _, pos = _vec(shares, pos + 2, len(shares), 2)
+        if pos != len(shares):
+            raise WireError("tls.ext.malformed", "trailing bytes")
         ch.key_share_groups = tuple(groups)
     elif etype == EXT_ECH:
         ch.ech = True
 
 
+_DECODED = frozenset(
+    (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS,
+     EXT_SIGNATURE_ALGORITHMS, EXT_KEY_SHARE, EXT_KEY_SHARE_DRAFT, EXT_ECH)
+)
+
+
 def _decode_client_extensions(ch: ClientHello) -> None:
     for etype, data in ch.extensions:
-        try:
-            _decode_client_extension(etype, data, ch)
-        except WireError:
-            _note(ch.anomalies, "tls.ext.malformed")
+        if etype in _DECODED:
+            try:
+                _decode_client_extension(etype, data, ch)
+            except WireError:
+                _note(ch.anomalies, "tls.ext.malformed")
 
 
 def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits = DEFAULT_LIMITS) -> ClientHello:
@@ -174,7 +220,7 @@ def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits
     ciphers = cur.u16_list(2)
     compression = cur.block(1).rest()
     anomalies: list[str] = []
-    extensions, has_block = _parse_extensions(cur, anomalies, limits)
+    extensions, types, has_block = _parse_extensions(cur, anomalies, limits)
     ch = ClientHello(
         record_version=record_version,
         legacy_version=legacy_version,
@@ -184,6 +230,7 @@ def parse_client_hello(body: bytes, record_version: int = 0x0301, limits: Limits
         compression_methods=compression,
         extensions=extensions,
         has_extensions_block=has_block,
+        extension_types=types,
         anomalies=anomalies,
     )
     _decode_client_extensions(ch)
@@ -244,7 +291,7 @@ def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits
         cipher = cur.u16()
         compression = cur.u8()
     anomalies: list[str] = []
-    extensions, has_block = _parse_extensions(cur, anomalies, limits)
+    extensions, types, has_block = _parse_extensions(cur, anomalies, limits)
     sh = ServerHello(
         record_version=record_version,
         legacy_version=legacy_version,
@@ -254,6 +301,7 @@ def parse_server_hello(body: bytes, record_version: int = 0x0303, limits: Limits
         compression_method=compression,
         extensions=extensions,
         has_extensions_block=has_block,
+        extension_types=types,
         is_hrr=random == HRR_RANDOM,
         anomalies=anomalies,
     )
