@@ -35,7 +35,6 @@ class Stats:
     """Run counters for the summary."""
 
     packets: int = 0
-    bytes: int = 0
     tcp_packets: int = 0
     udp_packets: int = 0
     other_packets: int = 0
@@ -47,11 +46,19 @@ class Stats:
     files: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    def counters(self) -> dict[str, int]:
+        """The integer counters (for merging the stats of several workers)."""
+        return {
+            "packets": self.packets, "tcp_packets": self.tcp_packets, "udp_packets": self.udp_packets,
+            "other_packets": self.other_packets, "skipped_fast": self.skipped_fast, "flows": self.flows,
+            "handshakes": self.handshakes, "non_standard_port": self.non_standard_port, "evicted": self.evicted,
+            "files": self.files,
+        }
+
     def as_dict(self, anomalies: AnomalyLog) -> dict[str, object]:
         return {
             "files": self.files,
             "packets": self.packets,
-            "bytes": self.bytes,
             "tcp_packets": self.tcp_packets,
             "udp_packets": self.udp_packets,
             "other_packets": self.other_packets,
@@ -66,10 +73,16 @@ class Stats:
 class Analyzer:
     """Owns the flow table; turns packets into handshake records."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1)) -> None:
+        """``partition`` (i, n): analyse only the flows whose port hash is i modulo n, so
+        n analysers over the same input share the work (see :mod:`tlsprobe.parallel`).
+        Partition 0 alone counts packet-level facts (packets, capture and decode anomalies)."""
         self.limits = limits
+        self.partition = partition
         self.log = AnomalyLog()
-        self.decoder = Decoder(self.log, limits)
+        # packet-level anomalies: counted once, by partition 0
+        self.packet_log = self.log if partition[0] == 0 else AnomalyLog()
+        self.decoder = Decoder(self.packet_log, limits)
         self.table = FlowTable(limits)
         self.stats = Stats()
         self.ready: deque[HandshakeRecord] = deque()
@@ -86,6 +99,8 @@ class Analyzer:
         decode = self.decoder.decode
         fast_unpack = _FAST_HEADER.unpack_from
         payload_end = l4 = 0
+        part, nparts = self.partition
+        primary = part == 0
         for ts, linktype, buf in source:
             stats.packets += 1
             # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
@@ -98,10 +113,14 @@ class Analyzer:
                     if proto == 6 and not frag & 0x3FFF:
                         l4 = (vihl & 0x0F) * 4 + 14
                         if len(buf) >= l4 + 20:
+                            if nparts > 1 and (buf[l4 + 1] ^ buf[l4 + 3]) % nparts != part:
+                                continue  # another partition's flow
                             flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
                             payload_end = 14 + ((buf[16] << 8) | buf[17])
                 elif etype == 0x86DD and buf[20] == 6 and len(buf) >= 74:
                     l4 = 54
+                    if nparts > 1 and (buf[55] ^ buf[57]) % nparts != part:
+                        continue
                     flow = by_key.get(buf[22:54] + buf[54:58])
                     payload_end = 54 + ((buf[18] << 8) | buf[19])
                 if (
@@ -114,7 +133,10 @@ class Analyzer:
                     continue
             seg = decode(linktype, buf, ts)
             if seg is None:
-                stats.other_packets += 1
+                if primary:
+                    stats.other_packets += 1
+                continue
+            if nparts > 1 and ((seg.sport ^ seg.dport) & 0xFF) % nparts != part:
                 continue
             if seg.proto == PROTO_TCP:
                 stats.tcp_packets += 1
@@ -309,6 +331,6 @@ def iter_records(paths: Iterable[str], limits: Limits = DEFAULT_LIMITS,
     an = analyzer or Analyzer(limits)
     for path in paths:
         an.capture_name = path
+        yield from an.packets(CaptureFile(path, an.packet_log, limits))
         an.stats.files += 1
-        yield from an.packets(CaptureFile(path, an.log, limits))
     yield from an.finish()

@@ -1,0 +1,50 @@
+"""Several worker processes give exactly the records and counters of one process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tlsprobe import Analyzer, iter_records
+from tlsprobe.parallel import ParallelRun
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+INPUTS = [ROOT / "pcaps" / "demo.pcap"] + [
+    CORPUS / name
+    for name in ("foxio-ja4/tls-handshake.pcapng", "arkime/arkime_synthetic.pcap", "zeek/hrr.pcap")
+    if (CORPUS / name).exists()
+]
+
+
+def _canon(records: list[dict[str, object]]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in records)
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_parallel_equals_single(jobs: int) -> None:
+    paths = [str(p) for p in INPUTS]
+    an = Analyzer()
+    single = [r.to_dict() for r in iter_records(paths, analyzer=an)]
+    run = ParallelRun(paths, jobs)
+    parallel = list(run)
+    assert _canon(parallel) == _canon(single)
+    for name in ("packets", "flows", "handshakes", "tcp_packets", "udp_packets", "other_packets", "files"):
+        assert getattr(run.stats, name) == getattr(an.stats, name), name
+    assert run.log.counts == an.log.counts
+
+
+def test_parallel_reports_unreadable_file_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_text("not a capture")
+    run = ParallelRun([str(bad), str(INPUTS[0])], 2)
+    records = list(run)
+    assert len(run.errors) == 1 and "bad.pcap" in run.errors[0]
+    assert len(records) == len(list(iter_records([str(INPUTS[0])])))
+
+
+def test_stdin_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ParallelRun(["-"], 2)
