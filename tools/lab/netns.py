@@ -250,6 +250,16 @@ class Lab:
         finally:
             self.set_mtu(ns, ifname, DEFAULT_MTU)
 
+    def sysctl(self, ns: str, *assignments: str) -> None:
+        """Apply ``key=value`` sysctls inside ``ns`` (per-namespace keys only)."""
+        args = [arg for kv in assignments for arg in ("--sysctl", kv)]
+        self.run_in(ns, [sys.executable, str(Path(__file__).resolve()), "helper", *args])
+
+    def ifindex(self, ns: str, ifname: str) -> int:
+        """Return the interface index of ``ifname`` inside ``ns``."""
+        out = self.run_in(ns, ["cat", f"/sys/class/net/{ifname}/ifindex"]).stdout
+        return int(out.strip())
+
     # -- running things ----------------------------------------------------------
 
     def run_in(
