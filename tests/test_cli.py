@@ -19,10 +19,10 @@ from click.testing import CliRunner, Result
 
 from tests import factory as f
 from tlsprobe import __version__
-from tlsprobe import cli as cli_module
 from tlsprobe.anomalies import ANOMALIES
 from tlsprobe.cli import cli, main
 from tlsprobe.pipeline import Analyzer
+from tlsprobe.sinks import run as run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -315,7 +315,7 @@ def test_main_maps_outcomes_to_exit_codes(tmp_path: Path, capsys: pytest.Capture
         def finish(self) -> Any:
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli_module, "Analyzer", Broken)
+    monkeypatch.setattr(run_module, "Analyzer", Broken)
     assert main(["analyze", "-q", str(capture(TLS3)), "-o", str(tmp_path / "o.jsonl")]) == 1
     assert_one_error_line(capsys.readouterr().err, "internal error: RuntimeError: boom")
 

@@ -48,3 +48,20 @@ def test_parallel_reports_unreadable_file_once(tmp_path: Path) -> None:
 def test_stdin_is_refused() -> None:
     with pytest.raises(ValueError):
         ParallelRun(["-"], 2)
+
+
+def test_cli_jobs_gives_the_same_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tlsprobe.cli import main
+    from tlsprobe.sinks import run as run_module
+
+    monkeypatch.setattr(run_module, "PARALLEL_MIN_BYTES", 0)
+    paths = [str(p) for p in INPUTS]
+    outs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}.jsonl"
+        summary = tmp_path / f"j{jobs}.json"
+        assert main(["analyze", "-q", "-j", str(jobs), "-o", str(out), "--summary-json", str(summary), *paths]) == 0
+        outs[jobs] = (sorted(out.read_text().splitlines()), json.loads(summary.read_text()))
+    assert outs[1][0] == outs[2][0]
+    for key in ("packets", "flows", "handshakes", "anomalies", "files"):
+        assert outs[1][1][key] == outs[2][1][key], key

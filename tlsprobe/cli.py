@@ -23,10 +23,10 @@ from rich.console import Console
 
 from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
-from tlsprobe.pipeline import Analyzer
+from tlsprobe.pipeline import Stats
 from tlsprobe.sinks import FORMATS, make_sink
 from tlsprobe.sinks.progress import RunProgress
-from tlsprobe.sinks.run import run
+from tlsprobe.sinks.run import default_jobs, run
 from tlsprobe.sinks.summary import print_summary, write_summary_json
 from tlsprobe.sinks.table import no_color_requested
 from tlsprobe.text import markdown_escape, terminal_safe
@@ -100,14 +100,17 @@ def cli() -> None:
               help="Also write the run summary as JSON to FILE.")
 @click.option("--line-buffered", is_flag=True,
               help="Flush after every record (default on a terminal).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes for large files [default: one per core, at most 4].")
 def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
-            quiet: bool, summary_json: str | None, line_buffered: bool) -> None:
+            quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
     The run summary (packets, flows, handshakes, anomalies) goes to stderr.
     """
     try:
-        _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered)
+        _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
+                 jobs or default_jobs())
     except BrokenPipeError:
         # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
         # click turns EPIPE into exit code 1 before main() could see it.
@@ -115,10 +118,9 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
 
 def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
-             quiet: bool, summary_json: str | None, line_buffered: bool) -> None:
+             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int) -> None:
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
-    analyzer = Analyzer()
     with _output(output) as out:
         to_terminal = out.isatty()
         sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out,
@@ -127,7 +129,7 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
         # The bar shares the screen with nothing: only when stderr is a terminal and
         # the records are not being printed to that terminal too.
         show = not (no_progress or quiet or to_terminal) and err_console.is_terminal
-        progress = RunProgress(err_console, analyzer.stats) if show else None
+        progress = RunProgress(err_console, Stats()) if show else None
 
         def report(message: str) -> None:
             if progress is not None:
@@ -136,11 +138,11 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
                 _error(message)
 
         with progress if progress is not None else contextlib.nullcontext():
-            result = run(captures, sink, analyzer=analyzer, progress=progress, on_error=report)
+            result = run(captures, sink, progress=progress, on_error=report, jobs=jobs)
         sink.close()
     summary = result.summary()
     # Nothing was readable: the error lines say it all.
-    if not quiet and (analyzer.stats.files or not result.errors):
+    if not quiet and (result.stats.files or not result.errors):
         print_summary(summary, sys.stderr)
     if summary_json is not None:
         try:

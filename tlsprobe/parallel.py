@@ -12,50 +12,71 @@ Only regular files can be shared this way: stdin and live capture run in one pro
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from tlsprobe.anomalies import AnomalyLog
-from tlsprobe.capture.files import CaptureFile
+from tlsprobe.capture.files import TrackedCapture
 from tlsprobe.errors import CaptureError, TlsprobeError
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
 from tlsprobe.pipeline import Analyzer, Stats
 
 BATCH = 256  # records per message: amortises pickling and pipe wake-ups
+PROGRESS_INTERVAL = 0.1  # seconds between progress reports
 
 # counters every worker sees for the whole input: taken from partition 0 only
 _PACKET_LEVEL = ("packets", "other_packets", "files")
 
 
-def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection) -> None:
+def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool) -> None:
+    lock = threading.Lock()  # the progress thread shares the pipe
+
+    def send(msg: tuple[Any, ...]) -> None:
+        with lock:
+            conn.send(msg)
+
     try:
         an = Analyzer(limits, (part, nparts))
         batch: list[dict[str, Any]] = []
         errors: list[str] = []
+        reading: list[tuple[int, TrackedCapture]] = []  # the file being read, for the sampler
+        stop = threading.Event()
 
-        def emit(rec: dict[str, Any]) -> None:
-            batch.append(rec)
-            if len(batch) >= BATCH:
-                conn.send(("records", batch[:], None, None))
-                batch.clear()
+        def sample() -> None:  # partition 0 reports how far it has read, for the progress bar
+            while not stop.wait(PROGRESS_INTERVAL):
+                current = reading[-1] if reading else None
+                pos = current[1].position() if current is not None else None
+                if current is not None and pos is not None:
+                    send(("progress", current[0], pos, None))
 
-        for path in paths:
+        if progress and part == 0:
+            threading.Thread(target=sample, daemon=True).start()
+        for index, path in enumerate(paths):
             an.capture_name = path
+            capture = TrackedCapture(path, an.packet_log, limits)
+            reading.append((index, capture))
             try:
-                for rec in an.packets(CaptureFile(path, an.packet_log, limits)):
-                    emit(rec.to_dict())
+                for rec in an.packets(capture):
+                    batch.append(rec.to_dict())
+                    if len(batch) >= BATCH:
+                        send(("records", batch[:], None, None))
+                        batch.clear()
                 an.stats.files += 1
             except CaptureError as exc:
                 errors.append(str(exc))
-        for rec in an.finish():
-            emit(rec.to_dict())
+            finally:
+                reading.clear()
+                capture.release()
+        stop.set()
+        batch.extend(rec.to_dict() for rec in an.finish())
         if batch:
-            conn.send(("records", batch, None, None))
-        conn.send(("done", an.stats.counters(), dict(an.log.counts), errors))
+            send(("records", batch, None, None))
+        send(("done", an.stats.counters(), dict(an.log.counts), errors))
     except BaseException:  # report anything to the parent rather than dying silently
-        conn.send(("crash", traceback.format_exc(), None, None))
+        send(("crash", traceback.format_exc(), None, None))
     finally:
         conn.close()
 
@@ -63,7 +84,11 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
 class ParallelRun:
     """Analyse ``paths`` with ``jobs`` worker processes; iterate to get record dicts."""
 
-    def __init__(self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """``on_progress(file index, bytes read)`` is called as partition 0 reads."""
         if "-" in paths:
             raise ValueError("stdin cannot be shared between workers")
         self.paths = list(paths)
@@ -72,6 +97,8 @@ class ParallelRun:
         self.stats = Stats()
         self.log = AnomalyLog()
         self.errors: list[str] = []
+        self.on_progress = on_progress
+        self.live = Stats()  # updated by the caller as records arrive (progress display)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         ctx = multiprocessing.get_context("fork")
@@ -79,7 +106,8 @@ class ParallelRun:
         procs = []
         for part in range(self.jobs):
             recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_worker, args=(self.paths, self.limits, part, self.jobs, send), daemon=True)
+            args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None)
+            p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             send.close()
             conns.append(recv)
@@ -87,16 +115,20 @@ class ParallelRun:
         open_conns = {c: part for part, c in enumerate(conns)}
         try:
             while open_conns:
-                for c in wait(list(open_conns)):
+                for ready in wait(list(open_conns)):
+                    c = cast(Connection, ready)
                     try:
-                        kind, payload, counts, errors = c.recv()
+                        kind, payload, counts, errors = cast(tuple[Any, Any, Any, Any], c.recv())
                     except EOFError:
-                        part = open_conns.pop(c)  # type: ignore[call-overload]
+                        part = open_conns.pop(c)
                         raise TlsprobeError(f"analysis worker {part} ended without a result") from None
                     if kind == "records":
                         yield from payload
+                    elif kind == "progress":
+                        if self.on_progress is not None:
+                            self.on_progress(payload, counts)
                     elif kind == "done":
-                        self._merge(open_conns.pop(c), payload, counts, errors)  # type: ignore[call-overload]
+                        self._merge(open_conns.pop(c), payload, counts, errors)
                     else:
                         raise TlsprobeError(f"analysis worker failed:\n{payload}")
         finally:
@@ -116,11 +148,3 @@ class ParallelRun:
             self.log.add(code, n)
         if part == 0:
             self.errors.extend(errors)
-
-
-def iter_records_parallel(paths: Sequence[str], jobs: int = 2, limits: Limits = DEFAULT_LIMITS) -> Iterator[dict[str, Any]]:
-    """Record dicts (as ``HandshakeRecord.to_dict()``) of every handshake, ``jobs`` processes."""
-    run = ParallelRun(paths, jobs, limits)
-    yield from run
-    if run.errors:
-        raise CaptureError(run.errors[0])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, cast
@@ -222,3 +224,46 @@ class CaptureFile:
                 off = float(struct.unpack(order + "q", val)[0])
             p += 4 + ((olen + 3) & ~3)
         return linktype, div, off
+
+
+class TrackedCapture(CaptureFile):
+    """A :class:`CaptureFile` whose read position can be sampled from another thread.
+
+    It keeps a duplicate of the reader's descriptor: the duplicate shares the file
+    offset, and stays valid (so can never name another file) until :meth:`release`.
+    For a gzip'd capture the offset counts compressed bytes, like the file size.
+    """
+
+    def __init__(self, path: str, log: AnomalyLog | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(path, log, limits)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> BinaryIO:
+        f = super()._open()
+        if self.path != "-":
+            try:
+                fd: int | None = os.dup(f.fileno())
+            except (OSError, AttributeError, ValueError):
+                fd = None
+            with self._lock:
+                self._fd = fd
+        return f
+
+    def position(self) -> int | None:
+        """Bytes of the file read so far, or ``None`` if unknown."""
+        with self._lock:
+            if self._fd is None:
+                return None
+            try:
+                return os.lseek(self._fd, 0, os.SEEK_CUR)
+            except OSError:
+                return None
+
+    def release(self) -> None:
+        """Close the duplicate descriptor (idempotent)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None

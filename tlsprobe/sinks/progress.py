@@ -12,7 +12,6 @@ import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
 
 from rich.console import Console
 from rich.progress import (
@@ -25,9 +24,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from tlsprobe.anomalies import AnomalyLog
-from tlsprobe.capture.files import CaptureFile
-from tlsprobe.limits import DEFAULT_LIMITS, Limits
+from tlsprobe.capture.files import TrackedCapture
+
+__all__ = ["RunProgress", "TrackedCapture", "regular_file_size"]
 from tlsprobe.pipeline import Stats
 from tlsprobe.text import terminal_safe
 
@@ -41,49 +40,6 @@ def regular_file_size(path: str) -> int | None:
     except OSError:
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None
-
-
-class TrackedCapture(CaptureFile):
-    """A :class:`CaptureFile` whose read position can be sampled from another thread.
-
-    It keeps a duplicate of the reader's descriptor: the duplicate shares the file
-    offset, and stays valid (so can never name another file) until :meth:`release`.
-    For a gzip'd capture the offset counts compressed bytes, like the file size.
-    """
-
-    def __init__(self, path: str, log: AnomalyLog | None = None,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
-        super().__init__(path, log, limits)
-        self._fd: int | None = None
-        self._lock = threading.Lock()
-
-    def _open(self) -> BinaryIO:
-        f = super()._open()
-        if self.path != "-":
-            try:
-                fd: int | None = os.dup(f.fileno())
-            except (OSError, AttributeError, ValueError):
-                fd = None
-            with self._lock:
-                self._fd = fd
-        return f
-
-    def position(self) -> int | None:
-        """Bytes of the file read so far, or ``None`` if unknown."""
-        with self._lock:
-            if self._fd is None:
-                return None
-            try:
-                return os.lseek(self._fd, 0, os.SEEK_CUR)
-            except OSError:
-                return None
-
-    def release(self) -> None:
-        """Close the duplicate descriptor (idempotent)."""
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
 
 
 class RunProgress:

@@ -6,42 +6,62 @@ is reported through ``on_error`` and skipped, the others share one flow table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.errors import CaptureError
-from tlsprobe.pipeline import Analyzer
+from tlsprobe.parallel import ParallelRun
+from tlsprobe.pipeline import Analyzer, Stats
 from tlsprobe.sinks import Sink
 from tlsprobe.sinks.progress import RunProgress, TrackedCapture, regular_file_size
 from tlsprobe.sinks.summary import build_summary
+
+# Below this much input, starting worker processes costs more than it saves.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
 class RunResult:
     """What a run produced besides the records: counters, anomalies, unreadable inputs."""
 
-    analyzer: Analyzer
+    stats: Stats
+    log: AnomalyLog
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return build_summary(self.analyzer.stats, self.analyzer.log, self.errors)
+        return build_summary(self.stats, self.log, self.errors)
+
+
+def default_jobs() -> int:
+    """Worker processes for a large capture: one per core, at most four (each reads the
+    whole input, so more workers than that stop paying)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
         progress: RunProgress | None = None,
-        on_error: Callable[[str], None] | None = None) -> RunResult:
+        on_error: Callable[[str], None] | None = None, jobs: int = 1) -> RunResult:
     """Analyse every capture in ``paths`` (``-`` is stdin), writing records to ``sink``.
 
     A capture that cannot be read is reported to ``on_error`` (its one-line message) and
     listed in the result; the run goes on with the next one.  The sink is not closed.
+    With ``jobs`` > 1, regular files adding up to a large input are shared among that
+    many worker processes (:mod:`tlsprobe.parallel`).
     """
+    paths = list(paths)
+    if jobs > 1 and analyzer is None and _worth_parallel(paths):
+        return _run_parallel(paths, sink, progress, on_error, jobs)
     an = analyzer or Analyzer()
-    result = RunResult(an)
+    result = RunResult(an.stats, an.log)
+    if progress is not None:
+        progress.stats = an.stats
     write = sink.write
     for path in paths:
-        capture = TrackedCapture(path, an.log, an.limits)
+        capture = TrackedCapture(path, an.packet_log, an.limits)
         an.capture_name = path
         size = regular_file_size(path) if progress is not None else None
         watch: AbstractContextManager[None] = (
@@ -63,3 +83,53 @@ def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
     for rec in an.finish():
         write(rec.to_dict())
     return result
+
+
+def _worth_parallel(paths: list[str]) -> bool:
+    sizes = [regular_file_size(p) for p in paths]
+    return None not in sizes and sum(s or 0 for s in sizes) >= PARALLEL_MIN_BYTES
+
+
+class _Reading:
+    """What the progress bar samples in parallel mode: the position partition 0 reported."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pos: int | None = None
+
+    def position(self) -> int | None:
+        return self.pos
+
+
+def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
+                  on_error: Callable[[str], None] | None, jobs: int) -> RunResult:
+    shown: list[tuple[int, _Reading, AbstractContextManager[None]]] = []
+
+    def on_progress(index: int, pos: int) -> None:
+        if progress is None:
+            return
+        if not shown or shown[-1][0] != index:
+            if shown:
+                shown.pop()[2].__exit__(None, None, None)
+            size = regular_file_size(paths[index])
+            reading = _Reading(paths[index])
+            watch = progress.file(reading, size or 0)  # type: ignore[arg-type]
+            watch.__enter__()
+            shown.append((index, reading, watch))
+        shown[-1][1].pos = pos
+
+    par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None)
+    if progress is not None:
+        progress.stats = par.live
+    write = sink.write
+    try:
+        for rec in par:
+            par.live.handshakes += 1
+            write(rec)
+    finally:
+        if shown:
+            shown.pop()[2].__exit__(None, None, None)
+    for message in par.errors:
+        if on_error is not None:
+            on_error(message)
+    return RunResult(par.stats, par.log, list(par.errors))
