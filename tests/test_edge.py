@@ -56,7 +56,21 @@ def test_fragmented_hellos_really_were_fragmented() -> None:
     assert all((c["client_ip"], c["client_port"]) in records for c in meta["connections"] if c.get("fragmented"))
 
 
-def test_nanosecond_timestamps_keep_their_precision() -> None:
+def test_nanosecond_timestamps_are_read_as_nanoseconds() -> None:
+    import struct
+
+    from tlsprobe.capture.files import CaptureFile
+
+    raw = (EDGE / "nanosecond.pcap").read_bytes()
+    assert raw[:4] == bytes.fromhex("4d3cb2a1")  # nanosecond magic, little-endian
+    expected, pos = [], 24
+    while pos < len(raw):
+        sec, nsec, caplen, _ = struct.unpack_from("<IIII", raw, pos)
+        assert nsec < 1_000_000_000
+        expected.append(sec + nsec / 1e9)
+        pos += 16 + caplen
+    got = [ts for ts, _lt, _buf in CaptureFile(str(EDGE / "nanosecond.pcap"))]
+    assert got == pytest.approx(expected, abs=1e-6, rel=0)
+    assert any(e * 1e9 % 1000 for e in expected)  # the file really has sub-microsecond stamps
     records, _ = _analyse("nanosecond.pcap")
-    # a float keeps ~0.2 us at today's epoch: the sub-microsecond part must survive
-    assert any(abs(r["ts"] * 1e6 - round(r["ts"] * 1e6)) > 0.05 for r in records.values())
+    assert {round(r["ts"], 6) for r in records.values()} <= {round(e, 6) for e in expected}
