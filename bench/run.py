@@ -488,9 +488,9 @@ def render(
 # --------------------------------------------------------------------------------------
 
 
-def tlsprobe_command(override: str | None, capture: Path) -> list[str]:
-    """``tlsprobe analyze CAPTURE --format jsonl`` via the console script if it works."""
-    tail = ["analyze", str(capture), "--format", "jsonl"]
+def tlsprobe_command(override: str | None, capture: Path, jobs: int | None = None) -> list[str]:
+    """``tlsprobe analyze CAPTURE --format jsonl [-j N]`` via the console script if it works."""
+    tail = ["analyze", str(capture), "--format", "jsonl", *(["-j", str(jobs)] if jobs else [])]
     if override:
         return [*shlex.split(override), *tail]
     script = shutil.which("tlsprobe")
@@ -513,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true", help="regenerate the capture even if it exists")
     ap.add_argument("--markdown", type=Path, help="also write the Markdown report to this file")
     ap.add_argument("--tlsprobe", help="tlsprobe command to use (default: console script or python -m)")
+    ap.add_argument("--jobs", type=int, help="pass -j N to tlsprobe (default: its own choice, one per core)")
     ap.add_argument("--tshark", default="tshark", help="tshark binary (default: tshark)")
     ap.add_argument("--skip-tshark", action="store_true", help="do not run tshark")
     ap.add_argument("--skip-tlsprobe", action="store_true", help="do not run tlsprobe (exit status 0)")
@@ -543,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     tshark = shutil.which(args.tshark)
     results: list[ToolResult] = []
     if not args.skip_tlsprobe:
-        results.append(ToolResult("tlsprobe", tlsprobe_command(args.tlsprobe, capture)))
+        results.append(ToolResult("tlsprobe", tlsprobe_command(args.tlsprobe, capture, args.jobs)))
     if not args.skip_tshark:
         if tshark is None:
             print(f"warning: {args.tshark} not found, skipping tshark", file=sys.stderr)

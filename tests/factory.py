@@ -60,3 +60,34 @@ def server_hello_body(version: int = 0x0303, cipher: int = 0x1301, extensions: l
     if extensions is not None:
         body += vec(b"".join(extensions), 2)
     return body
+
+
+def tcp_frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+              payload: bytes = b"") -> bytes:
+    """Ethernet + IPv4 + TCP (checksums left zero: tlsprobe does not verify them)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, src, dst)
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+
+
+def pcap(frames: list[bytes], t0: float = 1_700_000_000.0) -> bytes:
+    """A little-endian microsecond pcap of Ethernet frames, 1 ms apart."""
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    for i, frame in enumerate(frames):
+        ts = t0 + i / 1000
+        out += struct.pack("<IIII", int(ts), round((ts % 1) * 1e6), len(frame), len(frame)) + frame
+    return bytes(out)
+
+
+def handshake_frames(client_hello: bytes, server_bytes: bytes = b"", dport: int = 8443) -> list[bytes]:
+    """SYN, SYN-ACK, ACK, the client's bytes, then the server's bytes, on one TCP flow."""
+    c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    frames = [
+        tcp_frame(c, s, 40000, dport, 1000, 0, 0x02),
+        tcp_frame(s, c, dport, 40000, 5000, 1001, 0x12),
+        tcp_frame(c, s, 40000, dport, 1001, 5001, 0x10),
+        tcp_frame(c, s, 40000, dport, 1001, 5001, 0x18, client_hello),
+    ]
+    if server_bytes:
+        frames.append(tcp_frame(s, c, dport, 40000, 5001, 1001 + len(client_hello), 0x18, server_bytes))
+    return frames

@@ -150,3 +150,20 @@ def test_not_a_capture_raises_one_clear_error(tmp_path: Path, content: bytes) ->
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="cannot open"):
         list(iter_records([str(tmp_path / "nope.pcap")]))
+
+
+def test_server_handshake_cut_off_is_an_anomaly(tmp_path: Path) -> None:
+    from tests import factory as f
+
+    ch = f.record(22, f.handshake(1, f.client_hello_body(extensions=[f.sni_ext(b"cut.example")])))
+    sh = f.record(22, f.handshake(2, f.server_hello_body(extensions=[f.ext(0xFF01, b"\x00")])), 0x0303)
+    p = tmp_path / "cut-server.pcap"
+    p.write_bytes(f.pcap(f.handshake_frames(ch, sh[: len(sh) // 2])))
+    recs, an = summary(p)
+    assert len(recs) == 1 and recs[0]["sni"] == "cut.example"
+    assert recs[0]["server_hello"] is None
+    assert recs[0]["anomalies"] == ["tls.handshake.truncated"]
+    assert an.log.counts["tls.handshake.truncated"] == 1
+    p.write_bytes(f.pcap(f.handshake_frames(ch, sh)))
+    recs, _ = summary(p)
+    assert recs[0]["server_hello"]["cipher"] == "0x1301" and recs[0]["anomalies"] == []

@@ -16,7 +16,6 @@ ANOMALIES: dict[str, str] = {
     "capture.bad_record": "a record or block header is impossible (length past limits); reading stopped",
     "capture.snaplen_cut": "a packet was cut by the capture's snapshot length",
     "capture.unknown_linktype": "a link-layer type tlsprobe does not decode",
-    "capture.garbage": "bytes after the last valid record that are not a record",
     # link / network / transport decode
     "decode.truncated": "a packet ends inside a link, IP, tunnel or TCP/UDP header",
     "decode.bad_ip": "an IP header is malformed (version, header length, total length)",
@@ -28,14 +27,13 @@ ANOMALIES: dict[str, str] = {
     "flow.evicted": "a flow still being analysed was evicted (table full or idle)",
     "tcp.reassembly.gap": "bytes missing in a TCP stream (lost or not captured)",
     "tcp.reassembly.cap_exceeded": "too many out-of-order bytes buffered; stream analysis stopped",
-    "tcp.reassembly.overlap_conflict": "a retransmitted segment carries different bytes",
     "tcp.midstream": "the flow was already in TLS application data when the capture started",
     # TLS records and handshake
     "tls.record.bad_version": "a TLS record header with an impossible version",
     "tls.record.oversized": "a TLS record longer than the protocol allows",
     "tls.record.empty": "a zero-length handshake record",
     "tls.handshake.oversized": "a handshake message larger than the parse limit; not parsed",
-    "tls.handshake.truncated": "the stream ended inside a handshake message",
+    "tls.handshake.truncated": "the server's handshake was cut off inside a message (capture ended, flow closed)",
     "tls.hello.malformed": "a ClientHello or ServerHello whose lengths overrun or do not add up",
     "tls.hello.trailing_bytes": "bytes after the last extension of a hello",
     "tls.hello.duplicate_extension": "the same extension type appears twice in a hello",

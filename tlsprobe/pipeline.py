@@ -270,6 +270,9 @@ class Analyzer:
         c = hs.client
         cdir = flow.dirs[c]
         anomalies = list(hs.anomalies)
+        if not hs.server_done and hs.parsers[1 - c].pending_handshake():
+            anomalies.append("tls.handshake.truncated")
+            self.log.add("tls.handshake.truncated")
         if cdir.has_gap or flow.dirs[1 - c].has_gap:
             anomalies.append("tcp.reassembly.gap")
             self.log.add("tcp.reassembly.gap")
