@@ -42,6 +42,7 @@ class HandshakeTracker:
         "parsers",
         "preamble",
         "retry_hello",
+        "segs",
         "server_alert",
         "server_done",
         "server_hello",
@@ -63,6 +64,8 @@ class HandshakeTracker:
         self.anomalies: list[str] = []
         self.not_tls = [False, False]
         self.midstream = False
+        # (start offset, end offset, ts) of segments per direction while the hello is assembled
+        self.segs: tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]] = ([], [])
         if client is not None:
             self.set_client(client)
 

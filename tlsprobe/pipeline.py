@@ -180,33 +180,30 @@ class Analyzer:
         flow.packets += 1
         if flow.done:
             return  # finished flows stay in the table (until idle) so stragglers are skipped
-        hs = flow.hs
-        assert hs is not None
         d = 0 if key == flow.key else 1
         direction = flow.dirs[d]
         if flags & TH_SYN:
             direction.syn(seg.seq)
-            if not flags & TH_ACK and hs.client is None:
-                hs.set_client(d)
+            if not flags & TH_ACK and flow.client is None:
+                flow.set_client(d)
         if seg.payload:
-            self._data(flow, hs, d, seg, ts)
+            self._data(flow, flow.handshake(self.limits), d, seg, ts)
         if flags & TH_FIN:
             direction.fin = True
-        if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or hs.finished:
+        hs = flow.hs
+        if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or (hs is not None and hs.finished):
             self._complete(flow)
 
     def _new_flow(self, key: bytes, seg: Segment, ts: float) -> Flow:
         table = self.table
         if len(table) >= self.limits.max_flows:
             self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
-        flow = Flow(key, reverse_key(key, len(seg.src)), seg.ip_version, seg.src, seg.dst,
-                    seg.sport, seg.dport, ts, self.limits)
+        flow = Flow(key, reverse_key(key, len(seg.src)), seg.ip_version, ts)
         flow.tunnelled = seg.tunnelled
         table.add(flow)
         self.stats.flows += 1
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK:  # SYN-ACK first: the other side is the client
-            assert flow.hs is not None
-            flow.hs.set_client(1)
+            flow.client = 1
         return flow
 
     def _data(self, flow: Flow, hs: HandshakeTracker, d: int, seg: Segment, ts: float) -> None:
@@ -218,7 +215,7 @@ class Analyzer:
             hs.note("tcp.reassembly.cap_exceeded")
         parser = hs.parsers[d]
         track = hs.client_hello is None
-        segs = flow.segs[d]
+        segs = hs.segs[d]
         if before is not None and track and parser.prepend(before):
             # the flow's real first bytes arrived late: parse again from them
             segs.insert(0, (direction.isn_offset, direction.isn_offset + len(before), ts))
@@ -228,15 +225,14 @@ class Analyzer:
                 segs.append((off, off + len(data), cts))
             msg = hs.feed(d, data)
             if msg is not None:
-                self._hello_position(flow, d, msg.start, msg.end)
+                self._hello_position(flow, hs, d, msg.start, msg.end)
             if parser.done:
                 break
 
-    def _hello_position(self, flow: Flow, d: int, start: int, end: int) -> None:
+    def _hello_position(self, flow: Flow, hs: HandshakeTracker, d: int, start: int, end: int) -> None:
         """Remember when the ClientHello began and how many segments carried it."""
-        segs = flow.segs[d]
-        covering = [s for s in segs if s[0] < end and s[1] > start]
-        flow.segs = ([], [])
+        covering = [s for s in hs.segs[d] if s[0] < end and s[1] > start]
+        hs.segs = ([], [])
         if covering:
             flow.ch_ts = covering[0][2]
             flow.ch_segments = len(covering)
@@ -276,8 +272,8 @@ class Analyzer:
         if cdir.has_gap or flow.dirs[1 - c].has_gap:
             anomalies.append("tcp.reassembly.gap")
             self.log.add("tcp.reassembly.gap")
-        cip, sip = (flow.a_ip, flow.b_ip) if c == 0 else (flow.b_ip, flow.a_ip)
-        cport, sport = (flow.a_port, flow.b_port) if c == 0 else (flow.b_port, flow.a_port)
+        cip, cport = flow.endpoint(c)
+        sip, sport = flow.endpoint(1 - c)
         msg = hs.ch_msg
         rec = HandshakeRecord(
             ts=flow.ch_ts if flow.ch_ts is not None else flow.first_ts,

@@ -16,56 +16,57 @@ def reverse_key(key: bytes, addr_len: int) -> bytes:
 
 
 class Flow:
-    """One TCP connection.  Direction 0 sent the first packet we saw."""
+    """One TCP connection.  Direction 0 sent the first packet we saw.
+
+    Kept small (~600 bytes with its two keys): handshake state is created only when the
+    first payload arrives and dropped when the handshake is in.
+    """
 
     __slots__ = (
-        "a_ip",
-        "a_port",
-        "b_ip",
-        "b_port",
-        "ch_segments",
-        "ch_ts",
-        "dirs",
-        "done",
-        "first_ts",
-        "hs",
-        "ip_version",
-        "key",
-        "last_ts",
-        "packets",
-        "rkey",
-        "segs",
-        "tunnelled",
+        "ch_segments", "ch_ts", "client", "dirs", "done", "first_ts", "hs", "ip_version", "key",
+        "last_ts", "packets", "rkey", "tunnelled",
     )
 
-    def __init__(self, key: bytes, rkey: bytes, ip_version: int, a_ip: bytes, b_ip: bytes,
-                 a_port: int, b_port: int, ts: float, limits: Limits) -> None:
+    def __init__(self, key: bytes, rkey: bytes, ip_version: int, ts: float) -> None:
         self.key = key
         self.rkey = rkey
         self.ip_version = ip_version
-        self.a_ip = a_ip
-        self.b_ip = b_ip
-        self.a_port = a_port
-        self.b_port = b_port
         self.first_ts = ts
         self.last_ts = ts
         self.dirs = (TcpDirection(), TcpDirection())
-        self.hs: HandshakeTracker | None = HandshakeTracker(limits, None)
+        self.hs: HandshakeTracker | None = None
+        self.client: int | None = None  # direction of the client, once known (SYN)
         self.done = False
-        # (start offset, end offset, ts) of segments per direction while a hello is assembled
-        self.segs: tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]] = ([], [])
         self.tunnelled = False
         self.packets = 0
         self.ch_ts: float | None = None  # capture time of the ClientHello's first segment
         self.ch_segments = 1
 
+    def handshake(self, limits: Limits) -> HandshakeTracker:
+        """The handshake tracker, created on first use."""
+        if self.hs is None:
+            self.hs = HandshakeTracker(limits, self.client)
+        return self.hs
+
+    def set_client(self, d: int) -> None:
+        self.client = d
+        if self.hs is not None and self.hs.client is None:
+            self.hs.set_client(d)
+
+    def endpoint(self, d: int) -> tuple[bytes, int]:
+        """(address, port) of the side that sends direction ``d``."""
+        n = 4 if self.ip_version == 4 else 16
+        key = self.key
+        if d == 0:
+            return key[:n], (key[2 * n] << 8) | key[2 * n + 1]
+        return key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+
     def release(self) -> None:
         """Drop per-flow analysis state once the handshake is in; keep the key for skipping."""
         self.done = True
         self.hs = None
-        self.segs = ([], [])
         for d in self.dirs:
-            d.ooo.clear()
+            d.ooo = None
             d.stopped = True
 
 

@@ -48,7 +48,7 @@ class TcpDirection:
         self.offset = 0  # stream offset of next_seq
         self.syn_seen = False
         self.started = False
-        self.ooo: dict[int, tuple[bytes, float]] = {}
+        self.ooo: dict[int, tuple[bytes, float]] | None = None  # created when first needed
         self.ooo_bytes = 0
         self.stopped = False
         self.retransmissions = 0
@@ -93,12 +93,14 @@ class TcpDirection:
             data = data[-d:]
             d = 0
         if d > 0:
-            if seq in self.ooo:
+            if self.ooo is None:
+                self.ooo = {}
+            elif seq in self.ooo:
                 return [], None
             if len(self.ooo) >= limits.max_ooo_segments or self.ooo_bytes + len(data) > limits.max_ooo_bytes:
                 self.overflow = True
                 self.stopped = True
-                self.ooo.clear()
+                self.ooo = None
                 return [], None
             self.ooo[seq] = (data, ts)
             self.ooo_bytes += len(data)
@@ -115,13 +117,15 @@ class TcpDirection:
 
     def _drain(self, out: list[Chunk]) -> None:
         progress = True
-        while progress and self.ooo:
+        ooo = self.ooo
+        assert ooo is not None
+        while progress and ooo:
             progress = False
-            for s in list(self.ooo):
+            for s in list(ooo):
                 d = seq_diff(s, self.next_seq)
                 if d > 0:
                     continue
-                data, ts = self.ooo.pop(s)
+                data, ts = ooo.pop(s)
                 self.ooo_bytes -= len(data)
                 progress = True
                 if d + len(data) > 0:
