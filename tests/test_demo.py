@@ -45,3 +45,17 @@ def test_flow_matches_its_label(label: dict[str, Any], records: dict[tuple[str, 
     assert len(rec["certificates"]) == label["certificates_in_clear"]
     assert rec["tcp_syn_seen"] and rec["anomalies"] == []
     assert rec["ja3"] and rec["ja4"].startswith("t") and rec["ja4s"]
+
+
+def test_certificate_chain_in_clear_matches_the_lab_pki(records: dict[tuple[str, int], dict[str, Any]]) -> None:
+    pki = json.loads((PCAPS / "demo.labels.json").read_text())["pki"]
+    chains = [r["certificates"] for r in records.values() if r["certificates"]]
+    assert chains
+    for leaf, inter in chains:
+        assert leaf["sha256"] == pki["leaf"]["sha256"]
+        assert inter["sha256"] == pki["intermediate"]["sha256"]
+        assert f"CN={pki['leaf']['subject_cn']}" in leaf["subject"]
+        assert f"CN={pki['intermediate']['subject_cn']}" in leaf["issuer"] == inter["subject"]
+        assert "demo.tlsprobe.test" in leaf["san_dns"] and "10.77.2.2" in leaf["san_ip"]
+        assert leaf["not_before"] < leaf["not_after"] and leaf["error"] is None
+        assert leaf["self_signed"] is False
