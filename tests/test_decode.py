@@ -25,7 +25,9 @@ def _frag6(next_header: int, offset: int, more: bool, ident: int, data: bytes) -
     return struct.pack("!BBHI", next_header, 0, offset | int(more), ident) + data
 
 
-HELLO = f.record(22, f.handshake(1, f.client_hello_body(extensions=[f.sni_ext(b"frag6.example"), f.ext(21, bytes(300))])))
+HELLO = f.record(
+    22, f.handshake(1, f.client_hello_body(extensions=[f.sni_ext(b"frag6.example"), f.ext(21, bytes(300))]))
+)
 
 
 def test_ipv6_fragments_reassemble_in_any_order() -> None:
