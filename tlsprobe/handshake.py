@@ -16,6 +16,7 @@ from tlsprobe.wire.records import (
     CT_ALERT,
     CT_APPLICATION_DATA,
     CT_CHANGE_CIPHER_SPEC,
+    NOT_TLS_KEEP,
     Event,
     HandshakeMessage,
     NotTls,
@@ -31,6 +32,7 @@ class HandshakeTracker:
 
     __slots__ = (
         "anomalies",
+        "cert_ders",
         "certificates",
         "ch_msg",
         "client",
@@ -40,11 +42,13 @@ class HandshakeTracker:
         "midstream",
         "not_tls",
         "parsers",
+        "plaintext",
         "preamble",
         "retry_hello",
         "segs",
         "server_alert",
         "server_done",
+        "server_event",
         "server_hello",
     )
 
@@ -58,6 +62,11 @@ class HandshakeTracker:
         self.hrr: ServerHello | None = None
         self.retry_hello: ClientHello | None = None
         self.certificates: list[CertificateInfo] = []
+        self.cert_ders: list[bytes] = []
+        # the server's first reaction to the ClientHello, as the record layer saw it:
+        # "server_hello", "tls_alert" or "plaintext" (RST/FIN are seen at the TCP layer)
+        self.server_event: str | None = None
+        self.plaintext = bytearray()  # non-TLS bytes the server sent after the hello (capped)
         self.server_done = False
         self.server_alert: tuple[int, int] | None = None
         self.preamble = [0, 0]
@@ -115,7 +124,18 @@ class HandshakeTracker:
             self.not_tls[d] = True
             if self.client_hello is not None and d != self.client:
                 self.server_done = True
+                self._react("plaintext")
+                self.plaintext += ev.head
         return False
+
+    def _react(self, kind: str) -> None:
+        if self.server_event is None:
+            self.server_event = kind
+
+    def more_plaintext(self, d: int, data: bytes) -> None:
+        """Server bytes after its stream stopped being TLS (a block page's body)."""
+        if d != self.client and self.plaintext and len(self.plaintext) < NOT_TLS_KEEP:
+            self.plaintext += data[: NOT_TLS_KEEP - len(self.plaintext)]
 
     def _record(self, d: int, ev: Record) -> None:
         is_server = self.client is not None and d != self.client
@@ -126,9 +146,14 @@ class HandshakeTracker:
             return
         if ev.content_type == CT_ALERT and len(ev.head) >= 2 and self.server_alert is None:
             self.server_alert = (ev.head[0], ev.head[1])
+            self._react("tls_alert")
             self._server_finished()
         elif ev.content_type == CT_APPLICATION_DATA or (ev.content_type == CT_CHANGE_CIPHER_SPEC and self.hrr is None):
             # after a HelloRetryRequest a compatibility CCS precedes the real ServerHello
+            if self.server_hello is None and self.hrr is None:
+                # the server answered in TLS but its ServerHello was not captured
+                self.note("tls.server_hello.missing")
+                self._react("server_hello")
             self._server_finished()
 
     def _server_finished(self) -> None:
@@ -198,9 +223,11 @@ class HandshakeTracker:
         if sh.is_hrr:
             if self.hrr is None and self.server_hello is None:
                 self.hrr = sh
+                self._react("server_hello")
             return
         if self.server_hello is None:
             self.server_hello = sh
+            self._react("server_hello")
         v = sh.version
         if (v >= 0x0304 and v != 0xFEFF) or (v >> 8) in (0x7F, 0x7E):
             self._server_finished()  # TLS 1.3: everything after the ServerHello is encrypted
@@ -213,6 +240,7 @@ class HandshakeTracker:
             return
         for code in anomalies:
             self.note(code)
+        self.cert_ders = ders
         for der in ders:
             info = describe_certificate(der)
             if info.error:

@@ -47,6 +47,17 @@ class Limits:
     # fragment waits for its siblings (RFC 791 suggests 15 s; Linux uses 30 s).
     max_ip_fragment_datagrams: int = 4096
     ip_fragment_timeout: float = 30.0
+    # Server packets after the ClientHello kept as evidence per flow (a reset burst, a
+    # block page and a racing ServerHello fit; bulk data after that adds nothing).
+    max_evidence_packets: int = 16
+    # How long (capture seconds) to wait for any reaction to a ClientHello before calling
+    # it silence: several client retransmissions (RTO 0.2-1 s) fit in 3 s; or this many RTTs.
+    silence_window: float = 3.0
+    silence_window_rtts: float = 6.0
+    # After a reset, alert or plaintext reply, how long to keep watching for a racing
+    # genuine answer or a reset burst (GFW RSTs arrive within ~0.5 s); or this many RTTs.
+    evidence_window: float = 1.0
+    evidence_window_rtts: float = 3.0
     # Tunnels unwrapped inside one packet (GRE in VXLAN in ...).
     max_tunnel_depth: int = 4
     # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng

@@ -10,22 +10,46 @@ live capture drive the same code; finished records queue up in ``ready``.
 
 from __future__ import annotations
 
+import heapq
 import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
+from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
 from tlsprobe.flow.table import Flow, FlowTable, reverse_key
+from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
-from tlsprobe.record import HandshakeRecord, ip_text
+from tlsprobe.record import HandshakeRecord, alert_dict, ip_text
+from tlsprobe.wire.http import parse_response
+from tlsprobe.wire.x509 import verify_chain_cached
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
+
+
+def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) -> dict[str, object] | None:
+    """The record's ``evidence``: packet facts plus what the server's bytes said."""
+    if ev is None:
+        return None
+    out = ev.to_dict()
+    out["alert"] = alert_dict(hs.server_alert) if hs.server_alert else None
+    out["http"] = parse_response(bytes(hs.plaintext)) if hs.plaintext else None
+    out["plaintext_head_hex"] = bytes(hs.plaintext[:32]).hex() if hs.plaintext else None
+    at = datetime.fromtimestamp(ev.ch_ts or 0.0, tz=timezone.utc)
+    out["certificate"] = verify_chain_cached(hs.cert_ders, sni, at) if hs.cert_ders else None
+    return out
+
+
+def _facts(seg: Segment, ts: float) -> PacketFacts:
+    return PacketFacts(ts, seg.ttl, seg.ip_id, seg.df, seg.window, seg.flags, option_kinds(seg.options),
+                       len(seg.payload), seg.seq, seg.ack, seg.payload[:16])
 # Ethernet type, IPv4 version/IHL, IPv4 flags/fragment offset, IPv4 protocol
 _FAST_HEADER = struct.Struct("!12xHB5xHxB")
 
@@ -88,6 +112,9 @@ class Analyzer:
         self.ready: deque[HandshakeRecord] = deque()
         self.capture_name: str | None = None
         self._next_sweep = 0.0
+        self._next_timer = 0.0
+        self._deadlines: list[tuple[float, int, Flow]] = []  # heap of evidence windows closing
+        self._now = 0.0
 
     # -- packets -------------------------------------------------------------
 
@@ -103,6 +130,10 @@ class Analyzer:
         primary = part == 0
         for ts, linktype, buf in source:
             stats.packets += 1
+            if ts >= self._next_timer:
+                self._timers(ts)
+                while ready:
+                    yield ready.popleft()
             # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
             # no SYN, on a flow we track: skipped before any decoding when the flow is
             # finished, or when the packet carries no payload (ACKs, FINs).
@@ -126,7 +157,10 @@ class Analyzer:
                 if (
                     flow is not None
                     and not buf[l4 + 13] & 0x02  # no SYN
-                    and (flow.done or (payload_end <= l4 + (buf[l4 + 12] >> 4) * 4 and not buf[l4 + 13] & 0x05))
+                    and (
+                        flow.done
+                        or (not flow.watch and payload_end <= l4 + (buf[l4 + 12] >> 4) * 4 and not buf[l4 + 13] & 0x05)
+                    )
                 ):
                     flow.last_ts = ts
                     stats.skipped_fast += 1
@@ -143,8 +177,6 @@ class Analyzer:
                 self._tcp(seg, ts)
             else:
                 stats.udp_packets += 1
-            if ts >= self._next_sweep:
-                self._sweep(ts)
             while ready:
                 yield ready.popleft()
 
@@ -182,17 +214,110 @@ class Analyzer:
             return  # finished flows stay in the table (until idle) so stragglers are skipped
         d = 0 if key == flow.key else 1
         direction = flow.dirs[d]
+        hs = flow.hs
         if flags & TH_SYN:
             direction.syn(seg.seq)
-            if not flags & TH_ACK and flow.client is None:
-                flow.set_client(d)
-        if seg.payload:
-            self._data(flow, flow.handshake(self.limits), d, seg, ts)
+            if not flags & TH_ACK:
+                if flow.client is None:
+                    flow.set_client(d)
+                flow.evidence().syn = _facts(seg, ts)
+            elif flow.client is None or flow.client != d:
+                flow.evidence().synack = _facts(seg, ts)
+                flow.watch = True  # until the client's next packet: the handshake RTT
+        elif flow.watch and flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
+            flow.ev.first_client_ts = ts
+            flow.watch = hs is not None and hs.client_hello is not None
+        if flow.ev is not None and flow.ev.ch_ts is not None:
+            self._after_hello(flow, flow.ev, d, seg, ts)
+        if seg.payload and not flags & TH_RST:  # an RST's payload is diagnostic, not stream data
+            hs = flow.handshake(self.limits)
+            had_hello = hs.client_hello is not None
+            self._data(flow, hs, d, seg, ts)
+            if not had_hello and hs.client_hello is not None:
+                self._hello_seen(flow, hs, seg, ts)
+            if flow.ev is not None and hs.server_event is not None and flow.ev.outcome is None:
+                flow.ev.set_outcome(hs.server_event, ts)
         if flags & TH_FIN:
             direction.fin = True
         hs = flow.hs
-        if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or (hs is not None and hs.finished):
+        if hs is None or hs.client_hello is None:
+            if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or (hs is not None and hs.finished):
+                self._complete(flow)  # no handshake on this flow: nothing to wait for
+            return
+        ev = flow.evidence()  # exists once the hello is in
+        if ev.outcome is None:
+            if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin):
+                ev.set_outcome("silence", ts)  # the client gave up without any reaction
+                self._complete(flow)
+            return
+        if ev.outcome != "server_hello":
+            if len(ev.server_packets) >= self.limits.max_evidence_packets:
+                self._complete(flow)  # the evidence is full: more packets add nothing
+            else:  # a reset, alert or plaintext: keep watching a while for races and bursts
+                self._set_deadline(flow, ev.outcome_ts or ts, self._evidence_window(ev))
+        elif hs.finished:
             self._complete(flow)
+
+    def _hello_seen(self, flow: Flow, hs: HandshakeTracker, seg: Segment, ts: float) -> None:
+        """The ClientHello is complete: start watching what the server does about it."""
+        ev = flow.evidence()
+        ev.ch_ts = flow.ch_ts if flow.ch_ts is not None else ts
+        ev.ch_packet = _facts(seg, ts)
+        assert hs.client is not None
+        ev.ch_end_seq = flow.dirs[hs.client].next_seq
+        flow.watch = True
+        self._set_deadline(flow, ev.ch_ts, self._silence_window(ev))
+
+    def _after_hello(self, flow: Flow, ev: FlowEvidence, d: int, seg: Segment, ts: float) -> None:
+        hs = flow.hs
+        if hs is None or hs.client is None:
+            return
+        if d == hs.client:
+            if seg.payload and ev.ch_end_seq is not None and seq_diff(seg.seq, ev.ch_end_seq) < 0:
+                ev.client_retransmission()
+            return
+        facts = _facts(seg, ts)
+        server_dir = flow.dirs[d]
+        facts.seq_expected = server_dir.started and seg.seq == server_dir.next_seq
+        ev.server_packet(facts, self.limits.max_evidence_packets)
+        if seg.payload and hs.server_event == "plaintext" and not seg.flags & TH_RST:
+            hs.more_plaintext(d, seg.payload)
+
+    def _silence_window(self, ev: FlowEvidence) -> float:
+        rtt = ev.rtt or 0.0
+        return max(self.limits.silence_window, self.limits.silence_window_rtts * rtt)
+
+    def _evidence_window(self, ev: FlowEvidence) -> float:
+        rtt = ev.rtt or 0.0
+        return max(self.limits.evidence_window, self.limits.evidence_window_rtts * rtt)
+
+    def _set_deadline(self, flow: Flow, start: float, window: float) -> None:
+        deadline = start + window
+        if flow.deadline is not None and flow.deadline <= deadline:
+            return
+        flow.deadline = deadline
+        heapq.heappush(self._deadlines, (deadline, id(flow), flow))
+        if deadline < self._next_timer:
+            self._next_timer = deadline
+
+    def _timers(self, now: float) -> None:
+        """Close evidence windows that have passed; sweep idle flows now and then."""
+        self._now = now
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, _, flow = heapq.heappop(heap)
+            if flow.done or flow.deadline != deadline:
+                continue  # finished meanwhile, or the deadline moved
+            flow.deadline = None
+            if flow.ev is not None and flow.ev.outcome is None:
+                # Unanswered for the whole window: silence, unless the server still
+                # answers later (a slow server); the flow stays until it closes or idles.
+                flow.ev.unanswered = True
+                continue
+            self._complete(flow)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        self._next_timer = min(self._next_sweep, heap[0][0] if heap else self._next_sweep)
 
     def _new_flow(self, key: bytes, seg: Segment, ts: float) -> Flow:
         table = self.table
@@ -248,6 +373,10 @@ class Analyzer:
     def _close(self, flow: Flow) -> HandshakeRecord | None:
         if flow.done:
             return None
+        ev = flow.ev
+        if ev is not None and ev.ch_ts is not None and ev.outcome is None:
+            # capture ended (or the flow was evicted) with no reaction to the hello
+            ev.set_outcome("silence" if ev.unanswered else "incomplete", flow.last_ts)
         rec = self._record(flow)
         flow.release()
         return rec
@@ -292,6 +421,8 @@ class Analyzer:
             client_hello_records=msg.records,
             preamble_bytes=hs.preamble[c],
             server_alert=hs.server_alert,
+            outcome=flow.ev.outcome or "incomplete" if flow.ev is not None else "incomplete",
+            evidence=_evidence(flow.ev, hs, ch.sni),
             tcp_syn_seen=cdir.syn_seen,
             tunnelled=flow.tunnelled,
             capture=self.capture_name,
@@ -306,7 +437,7 @@ class Analyzer:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.limits.sweep_interval
-        self._evict(self.table.idle(now), evicted=False)
+        self._evict([f for f in self.table.idle(now) if f.deadline is None or f.done], evicted=False)
 
     def _evict(self, flows: list[Flow], evicted: bool) -> None:
         for flow in flows:

@@ -44,6 +44,9 @@ class HandshakeRecord:
     client_hello_records: int = 1
     preamble_bytes: int = 0
     server_alert: tuple[int, int] | None = None
+    outcome: str = "incomplete"
+    evidence: dict[str, Any] | None = None
+    interception: dict[str, Any] | None = None
     tcp_syn_seen: bool = False
     tunnelled: bool = False
     capture: str | None = None
@@ -104,17 +107,34 @@ class HandshakeRecord:
         d["client_hello_records"] = self.client_hello_records
         d["client_hello"] = _client_hello_dict(ch)
         d["retry_client_hello"] = _retry_dict(self.retry_client_hello, self._prefix())
-        d["server_alert"] = (
-            {"level": _ALERT_LEVELS.get(self.server_alert[0], str(self.server_alert[0])),
-             "description": self.server_alert[1]}
-            if self.server_alert else None
-        )
+        d["server_alert"] = alert_dict(self.server_alert) if self.server_alert else None
+        d["outcome"] = self.outcome
+        d["evidence"] = self.evidence
+        d["interception"] = self.interception
         d["preamble_bytes"] = self.preamble_bytes
         d["tcp_syn_seen"] = self.tcp_syn_seen
         d["tunnelled"] = self.tunnelled
         d["capture"] = self.capture
         d["anomalies"] = list(self.anomalies)
         return d
+
+
+_ALERT_NAMES = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+    40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+    45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca",
+    49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+    71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+    109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+    113: "bad_certificate_status_response", 115: "unknown_psk_identity", 116: "certificate_required",
+    120: "no_application_protocol",
+}
+
+
+def alert_dict(alert: tuple[int, int]) -> dict[str, Any]:
+    """A TLS alert as ``{"level", "description", "name"}`` (RFC 8446 section 6)."""
+    level, desc = alert
+    return {"level": _ALERT_LEVELS.get(level, str(level)), "description": desc, "name": _ALERT_NAMES.get(desc)}
 
 
 def _hex16(values: tuple[int, ...]) -> list[str]:

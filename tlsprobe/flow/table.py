@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tlsprobe.flow.evidence import FlowEvidence
 from tlsprobe.flow.tcp import TcpDirection
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import Limits
@@ -23,8 +24,8 @@ class Flow:
     """
 
     __slots__ = (
-        "ch_segments", "ch_ts", "client", "dirs", "done", "first_ts", "hs", "ip_version", "key",
-        "last_ts", "packets", "rkey", "tunnelled",
+        "ch_segments", "ch_ts", "client", "deadline", "dirs", "done", "ev", "first_ts", "hs", "ip_version",
+        "key", "last_ts", "packets", "rkey", "tunnelled", "watch",
     )
 
     def __init__(self, key: bytes, rkey: bytes, ip_version: int, ts: float) -> None:
@@ -41,6 +42,14 @@ class Flow:
         self.packets = 0
         self.ch_ts: float | None = None  # capture time of the ClientHello's first segment
         self.ch_segments = 1
+        self.ev: FlowEvidence | None = None  # created at the SYN or SYN-ACK
+        self.watch = False  # every packet matters now: the fast path must not skip bare ACKs
+        self.deadline: float | None = None  # capture time when the evidence window closes
+
+    def evidence(self) -> FlowEvidence:
+        if self.ev is None:
+            self.ev = FlowEvidence()
+        return self.ev
 
     def handshake(self, limits: Limits) -> HandshakeTracker:
         """The handshake tracker, created on first use."""
@@ -65,6 +74,8 @@ class Flow:
         """Drop per-flow analysis state once the handshake is in; keep the key for skipping."""
         self.done = True
         self.hs = None
+        self.ev = None
+        self.watch = False
         for d in self.dirs:
             d.ooo = None
             d.stopped = True

@@ -61,9 +61,13 @@ class NotTls:
     """The stream stopped looking like TLS at ``offset``; parsing of it has ended."""
 
     offset: int
-    head: bytes
+    head: bytes  # the bytes from ``offset`` that were buffered (at most NOT_TLS_KEEP)
     reason: str
 
+
+# Plaintext kept from the point a stream stopped being TLS (an HTTP block page's
+# status line, headers and the start of its body fit).
+NOT_TLS_KEEP = 8192
 
 Event = HandshakeMessage | Record | Preamble | NotTls
 
@@ -156,7 +160,7 @@ class RecordStream:
         self.consumed_any = True
 
     def _end(self, events: list[Event], offset_in_buf: int, reason: str) -> None:
-        head = bytes(self.buf[offset_in_buf : offset_in_buf + 16])
+        head = bytes(self.buf[offset_in_buf : offset_in_buf + NOT_TLS_KEEP])
         events.append(NotTls(self.base + offset_in_buf, head, reason))
         self.stop()
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import warnings
+from datetime import datetime
+from typing import Any
 
 from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from tlsprobe.model import CertificateInfo
 
@@ -38,3 +42,105 @@ def describe_certificate(der: bytes) -> CertificateInfo:
         except Exception as exc:  # a malformed SAN extension must not lose the rest
             info.error = f"SAN: {type(exc).__name__}: {exc}"[:200]
     return info
+
+
+# -- chain verification -------------------------------------------------------------
+
+_STORE: Store | None = None
+_SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+
+
+def trust_store() -> Store | None:
+    """The public roots: certifi's bundle, else the operating system's; None if neither loads."""
+    global _STORE
+    if _STORE is None:
+        paths = []
+        try:
+            import certifi
+
+            paths.append(certifi.where())
+        except ImportError:  # pragma: no cover - certifi is a dependency
+            pass
+        paths.extend(_SYSTEM_BUNDLES)
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    _STORE = Store(x509.load_pem_x509_certificates(f.read()))
+                break
+            except (OSError, ValueError):
+                continue
+    return _STORE
+
+
+def name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 host matching: case-insensitive, a wildcard only as the whole leftmost label."""
+    p, h = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if p.startswith("*."):
+        rest = p[2:]
+        head, _, tail = h.partition(".")
+        return bool(head) and tail == rest and "." in rest
+    return p == h
+
+
+def verify_chain(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, Any]:
+    """Does the chain lead to a public root (at capture time ``at``), and does the leaf name the SNI?
+
+    Returns ``{"chain_verified": bool | None, "verify_error": str | None,
+    "leaf_matches_sni": bool | None}``; None where it cannot be decided (no SNI, no
+    trust store, unparsable leaf).
+    """
+    out: dict[str, Any] = {"chain_verified": None, "verify_error": None, "leaf_matches_sni": None}
+    if not ders:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            certs = [x509.load_der_x509_certificate(d) for d in ders]
+        except Exception as exc:  # bad DER: not verifiable
+            out["verify_error"] = f"unparsable certificate: {type(exc).__name__}"
+            out["chain_verified"] = False
+            return out
+        leaf = certs[0]
+        if sni:
+            try:
+                san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+                ips = [str(n) for n in san.get_values_for_type(x509.IPAddress)]
+            except Exception:  # no SAN or a malformed one: nothing names the host
+                names, ips = [], []
+            out["leaf_matches_sni"] = sni in ips or any(name_matches(n, sni) for n in names)
+        store = trust_store()
+        if store is None or not sni:
+            return out
+        try:
+            subject: x509.GeneralName
+            try:
+                subject = x509.IPAddress(ipaddress.ip_address(sni))
+            except ValueError:
+                subject = x509.DNSName(sni)
+            verifier = PolicyBuilder().store(store).time(at).build_server_verifier(subject)
+            verifier.verify(leaf, certs[1:])
+            out["chain_verified"] = True
+        except VerificationError as exc:
+            out["chain_verified"] = False
+            out["verify_error"] = str(exc)[:200]
+        except Exception as exc:  # odd certificates the verifier refuses to consider
+            out["chain_verified"] = False
+            out["verify_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return out
+
+
+_VERIFIED: dict[tuple[tuple[bytes, ...], str | None, int], dict[str, Any]] = {}
+VERIFY_CACHE_SIZE = 1024  # distinct (chain, name, day) results kept; emptied when full
+
+
+def verify_chain_cached(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, Any]:
+    """:func:`verify_chain`, remembered per chain, name and day (servers repeat their chain)."""
+    key = (tuple(ders), sni, int(at.timestamp()) // 86400)
+    hit = _VERIFIED.get(key)
+    if hit is None:
+        hit = verify_chain(ders, sni, at)
+        if len(_VERIFIED) >= VERIFY_CACHE_SIZE:
+            _VERIFIED.clear()
+        _VERIFIED[key] = hit
+    return dict(hit)
