@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
+from tlsprobe.detect.engine import RuleSet
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
 from tlsprobe.flow.table import Flow, FlowTable, reverse_key
 from tlsprobe.flow.tcp import seq_diff
@@ -32,6 +33,17 @@ from tlsprobe.wire.x509 import verify_chain_cached
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
+
+
+_BUILTIN: RuleSet | None = None
+
+
+def builtin_rules() -> RuleSet:
+    """The built-in rule packs, loaded once per process."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        _BUILTIN = RuleSet.load()
+    return _BUILTIN
 
 
 def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) -> dict[str, object] | None:
@@ -67,6 +79,7 @@ class Stats:
     handshakes: int = 0
     non_standard_port: int = 0
     evicted: int = 0
+    intercepted: int = 0
     files: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -76,6 +89,7 @@ class Stats:
             "packets": self.packets, "tcp_packets": self.tcp_packets, "udp_packets": self.udp_packets,
             "other_packets": self.other_packets, "skipped_fast": self.skipped_fast, "flows": self.flows,
             "handshakes": self.handshakes, "non_standard_port": self.non_standard_port, "evicted": self.evicted,
+            "intercepted": self.intercepted,
             "files": self.files,
         }
 
@@ -89,6 +103,7 @@ class Stats:
             "flows": self.flows,
             "handshakes": self.handshakes,
             "non_standard_port": self.non_standard_port,
+            "intercepted": self.intercepted,
             "anomalies": dict(sorted(anomalies.counts.items())),
             "seconds": round(time.monotonic() - self.started, 3),
         }
@@ -97,11 +112,15 @@ class Stats:
 class Analyzer:
     """Owns the flow table; turns packets into handshake records."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1),
+                 rules: RuleSet | None = None) -> None:
         """``partition`` (i, n): analyse only the flows whose port hash is i modulo n, so
         n analysers over the same input share the work (see :mod:`tlsprobe.parallel`).
-        Partition 0 alone counts packet-level facts (packets, capture and decode anomalies)."""
+        Partition 0 alone counts packet-level facts (packets, capture and decode anomalies).
+        ``rules``: the detectors that fill each record's ``interception`` (default: the
+        built-in packs; ``RuleSet()`` for none)."""
         self.limits = limits
+        self.rules = rules if rules is not None else builtin_rules()
         self.partition = partition
         self.log = AnomalyLog()
         # packet-level anomalies: counted once, by partition 0
@@ -431,6 +450,12 @@ class Analyzer:
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
+        if self.rules:
+            d = rec.to_dict()
+            rec.interception = d["interception"] = self.rules.evaluate(d)
+            rec.cached = d
+            if rec.interception is not None:
+                self.stats.intercepted += 1
         return rec
 
     # -- eviction ------------------------------------------------------------

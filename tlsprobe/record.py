@@ -51,6 +51,7 @@ class HandshakeRecord:
     tunnelled: bool = False
     capture: str | None = None
     anomalies: list[str] = field(default_factory=list)
+    cached: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def non_standard_port(self) -> bool:
@@ -82,6 +83,9 @@ class HandshakeRecord:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSONL object (docs/output.md); built once, then the same dict is returned."""
+        if self.cached is not None:
+            return self.cached
         ch = self.client_hello
         d: dict[str, Any] = {
             "ts": self.ts,

@@ -1,0 +1,110 @@
+"""Port and SNI comparison across a capture: what fails on one port or name but not another.
+
+Groups handshakes by client, server and SNI across destination ports ("reset on 8443,
+fine on 443"), and by server and port across SNIs ("reset on 8443 only when SNI =
+x; the IP or no SNI passes").  Fed record dicts one at a time; memory is bounded by
+``MAX_GROUPS``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+MAX_GROUPS = 50_000  # distinct (client, server, SNI) and (server, port) groups tracked
+FAILURES = frozenset(("rst", "fin", "tls_alert", "plaintext", "silence"))
+
+
+def verdict_of(rec: Mapping[str, Any]) -> str | None:
+    """``"ok"``, ``"failed:<how>"`` or None (undecided: incomplete)."""
+    outcome = rec.get("outcome")
+    inter = rec.get("interception")
+    if inter:
+        return f"failed:{inter.get('pattern')}"
+    if outcome == "server_hello":
+        return "ok"
+    if outcome in FAILURES:
+        return f"failed:{outcome}"
+    return None
+
+
+def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key: Any, member: Any,
+           verdict: str) -> None:
+    group = table.get(key)
+    if group is None:
+        if len(table) >= MAX_GROUPS:
+            owner.truncated = True
+            return
+        group = table[key] = {}
+    group.setdefault(member, Counter())[verdict] += 1
+
+
+class PortComparison:
+    """Collects outcomes per (client, server, SNI) x port and per (server, port) x SNI."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[Any, dict[Any, Counter[str]]] = {}  # (client, server, sni) -> port -> verdicts
+        self.by_port: dict[Any, dict[Any, Counter[str]]] = {}  # (server, port) -> sni -> verdicts
+        self.truncated = False
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        v = verdict_of(rec)
+        if v is None:
+            return
+        sni = rec.get("sni")
+        _count(self, self.by_name, (rec["src_ip"], rec["dst_ip"], sni), rec["dst_port"], v)
+        _count(self, self.by_port, (rec["dst_ip"], rec["dst_port"]), sni, v)
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Every group where one port (or SNI) succeeds and another fails."""
+        out: list[dict[str, Any]] = []
+        for (client, server, sni), ports in self.by_name.items():
+            ok, bad = _split(ports)
+            if ok and bad:
+                out.append({
+                    "kind": "port",
+                    "client_ip": client, "server_ip": server, "sni": sni,
+                    "fails": [{"port": p, "how": how, "count": n} for p, how, n in bad],
+                    "succeeds": [{"port": p, "count": n} for p, n in ok],
+                    "summary": f"{_how(bad)} on port {_ports(bad)} but not on {_ports(ok)} "
+                               f"(SNI {_sni(sni)}, {client} -> {server})",
+                })
+        for (server, port), names in self.by_port.items():
+            ok, bad = _split(names)
+            if ok and bad:
+                out.append({
+                    "kind": "sni",
+                    "server_ip": server, "port": port,
+                    "fails": [{"sni": s, "how": how, "count": n} for s, how, n in bad],
+                    "succeeds": [{"sni": s, "count": n} for s, n in ok],
+                    "summary": f"{_how(bad)} on {server}:{port} only when SNI = "
+                               f"{', '.join(_sni(s) for s, _, _ in bad)}; "
+                               f"{', '.join(_sni(s) for s, _ in ok)} succeed",
+                })
+        return out
+
+
+def _split(groups: dict[Any, Counter[str]]) -> tuple[list[tuple[Any, int]], list[tuple[Any, str, int]]]:
+    """Members that always succeeded, and those that failed (with their commonest failure)."""
+    ok, bad = [], []
+    for member, counts in groups.items():
+        fails = {k: n for k, n in counts.items() if k != "ok"}
+        if not fails:
+            ok.append((member, counts["ok"]))
+        elif not counts.get("ok"):
+            how = max(fails, key=lambda k: fails[k]).split(":", 1)[1]
+            bad.append((member, how, sum(fails.values())))
+    return ok, bad
+
+
+def _sni(sni: str | None) -> str:
+    return "(none)" if sni is None else repr(sni)
+
+
+def _ports(items: list[Any]) -> str:
+    return ", ".join(str(i[0]) for i in items)
+
+
+def _how(bad: list[tuple[Any, str, int]]) -> str:
+    return "/".join(sorted({how for _, how, _ in bad}))
