@@ -1,4 +1,4 @@
-"""Command line: ``tlsprobe analyze``, ``tlsprobe anomalies``, ``tlsprobe --version``.
+"""Command line: ``tlsprobe analyze``, ``tlsprobe anomalies``, ``tlsprobe rules``, ``tlsprobe --version``.
 
 A thin layer: it parses options, picks a sink, and maps outcomes to exit codes.  Data
 goes to stdout (or ``-o``), diagnostics to stderr.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
+from tlsprobe.detect import Problem, RuleError, RuleSet, collect_packs
 from tlsprobe.pipeline import Stats
 from tlsprobe.sinks import FORMATS, make_sink
 from tlsprobe.sinks.progress import RunProgress
@@ -102,15 +104,18 @@ def cli() -> None:
               help="Flush after every record (default on a terminal).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker processes for large files [default: one per core, at most 4].")
+@click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
+              help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
 def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
-            quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None) -> None:
+            quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None,
+            rules_paths: tuple[str, ...]) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
     The run summary (packets, flows, handshakes, anomalies) goes to stderr.
     """
     try:
         _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
-                 jobs or default_jobs())
+                 jobs or default_jobs(), rules_paths)
     except BrokenPipeError:
         # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
         # click turns EPIPE into exit code 1 before main() could see it.
@@ -118,7 +123,8 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
 
 def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
-             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int) -> None:
+             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int,
+             rules_paths: tuple[str, ...] = ()) -> None:
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     with _output(output) as out:
@@ -138,7 +144,8 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
                 _error(message)
 
         with progress if progress is not None else contextlib.nullcontext():
-            result = run(captures, sink, progress=progress, on_error=report, jobs=jobs)
+            result = run(captures, sink, progress=progress, on_error=report, jobs=jobs,
+                         rules_paths=rules_paths)
         sink.close()
     summary = result.summary()
     # Nothing was readable: the error lines say it all.
@@ -187,6 +194,71 @@ def anomalies_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+@cli.group()
+def rules() -> None:
+    """Interception rule packs: list the rules, check your own packs.
+
+    The rule language is described in docs/rules.md.
+    """
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    """One ``FILE:LINE: message`` line per problem on stderr."""
+    for problem in problems:
+        click.echo(terminal_safe(str(problem), 1000), err=True)
+
+
+@rules.command("list")
+@click.option("--rules", "paths", multiple=True, metavar="FILE",
+              help="Also load the rule pack FILE (repeatable).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def rules_list(paths: tuple[str, ...], fmt: str) -> None:
+    """List the built-in rules and those in FILEs: id, pattern, provider, confidence, pack, title."""
+    packs, problems = collect_packs(paths)
+    if problems:
+        _print_problems(problems)
+        raise SystemExit(EXIT_INPUT)
+    ruleset = RuleSet.from_packs(packs)
+    if fmt == "json":
+        click.echo(json.dumps([{
+            "id": r.id, "pattern": r.pattern, "provider": r.provider, "confidence": r.confidence,
+            "pack": r.pack, "title": r.title, "applies_to": r.applies_to,
+            "valid_from": r.valid_from.isoformat() if r.valid_from else None,
+            "valid_until": r.valid_until.isoformat() if r.valid_until else None,
+            "references": list(r.references), "description": r.description, "source": r.source,
+        } for r in ruleset], indent=2))
+        return
+    rows = [["ID", "PATTERN", "PROVIDER", "CONF", "PACK", "TITLE"]]
+    rows += [[r.id, r.pattern, r.provider or "-", f"{r.confidence:.2f}", r.pack, r.title] for r in ruleset]
+    rows = [[terminal_safe(cell, 200) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    if not ruleset:
+        click.echo("no rules loaded (pass a pack with --rules FILE)", err=True)
+
+
+@rules.command("check")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def rules_check(files: tuple[str, ...]) -> None:
+    """Check rule pack FILEs: "FILE: ok: N rules" each, or one FILE:LINE: message per problem.
+
+    Rule ids must be unique across the FILEs and the built-in packs.  Exit code 2 when
+    any FILE has a problem.
+    """
+    packs, problems = collect_packs(files)
+    counts = {pack.source: len(pack.rules) for pack in packs if not pack.builtin}
+    bad = {problem.file for problem in problems}
+    for name in dict.fromkeys(files):
+        if name not in bad and name in counts:
+            n = counts[name]
+            click.echo(f"{terminal_safe(name, 1000)}: ok: {n} rule{'' if n == 1 else 's'}")
+    if problems:
+        _print_problems(problems)
+        raise SystemExit(EXIT_INPUT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlsprobe`` script; returns the exit code."""
     try:
@@ -202,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         _error(exc.format_message())
         return exc.exit_code or EXIT_INPUT
+    except RuleError as exc:
+        _print_problems(exc.problems)
+        return EXIT_INPUT
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_OK

@@ -7,7 +7,7 @@ is reported through ``on_error`` and skipped, the others share one flow table.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +44,15 @@ def default_jobs() -> int:
 
 def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
         progress: RunProgress | None = None,
-        on_error: Callable[[str], None] | None = None, jobs: int = 1) -> RunResult:
+        on_error: Callable[[str], None] | None = None, jobs: int = 1,
+        rules_paths: Sequence[str] = ()) -> RunResult:
     """Analyse every capture in ``paths`` (``-`` is stdin), writing records to ``sink``.
 
     A capture that cannot be read is reported to ``on_error`` (its one-line message) and
     listed in the result; the run goes on with the next one.  The sink is not closed.
     With ``jobs`` > 1, regular files adding up to a large input are shared among that
-    many worker processes (:mod:`tlsprobe.parallel`).
+    many worker processes (:mod:`tlsprobe.parallel`).  ``rules_paths`` are rule packs
+    (:mod:`tlsprobe.detect`) to use besides the built-in ones.
     """
     paths = list(paths)
     if jobs > 1 and analyzer is None and _worth_parallel(paths):

@@ -1,0 +1,138 @@
+"""The rule engine: which rules match a record, and the verdict they give.
+
+A pure function of the record: :meth:`RuleSet.evaluate` reads the record (a
+``HandshakeRecord.to_dict()`` mapping), never changes it, and keeps no state between
+records, so capture files and live traffic give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tlsprobe.detect.conditions import Test
+from tlsprobe.detect.rules import Problem, Rule, RuleError, RulePack, load_packs
+
+_DAY = 86400.0
+
+
+def _epoch(day: dt.date) -> float:
+    """Seconds since the epoch at 00:00 UTC of ``day``."""
+    return (day - dt.date(1970, 1, 1)).days * _DAY
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    rule: Rule
+    test: Test
+    start: float | None  # first second the rule applies (valid_from), UTC
+    end: float | None  # first second it no longer applies (the day after valid_until)
+
+
+class RuleSet:
+    """Rules in load order, ready to evaluate records."""
+
+    __slots__ = ("_by_kind", "_entries", "_other")
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        """Raises :class:`RuleError` if two rules share an id."""
+        entries: list[_Entry] = []
+        seen: dict[str, str] = {}
+        problems: list[Problem] = []
+        for rule in rules:
+            if rule.id in seen:
+                file, _, line = rule.source.rpartition(":")
+                problems.append(Problem(file or "<rules>", int(line) if line.isdigit() else 1,
+                                        f"duplicate rule id {rule.id!r} (already defined at {seen[rule.id]})"))
+                continue
+            seen[rule.id] = rule.source
+            entries.append(_Entry(
+                rule, rule.condition.test,
+                _epoch(rule.valid_from) if rule.valid_from else None,
+                _epoch(rule.valid_until) + _DAY if rule.valid_until else None,
+            ))
+        if problems:
+            raise RuleError(problems)
+        self._entries = tuple(entries)
+        # Rules by record kind, load order kept; "any" rules are in every list.
+        self._by_kind = {kind: tuple(e for e in entries if e.rule.applies_to in (kind, "any"))
+                         for kind in ("tls", "http")}
+        self._other = tuple(e for e in entries if e.rule.applies_to == "any")
+
+    @classmethod
+    def from_packs(cls, packs: Iterable[RulePack]) -> RuleSet:
+        """The rules of ``packs``, pack by pack."""
+        return cls(rule for pack in packs for rule in pack.rules)
+
+    @classmethod
+    def load(cls, paths: Iterable[str | os.PathLike[str]] = (), *, builtin: bool = True) -> RuleSet:
+        """The built-in packs (if ``builtin``) then the packs at ``paths``.
+
+        Raises :class:`RuleError` listing every problem in every file.
+        """
+        return cls.from_packs(load_packs(paths, builtin=builtin))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every rule, in load order."""
+        return tuple(e.rule for e in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return (e.rule for e in self._entries)
+
+    def _candidates(self, record: Mapping[str, Any]) -> tuple[_Entry, ...]:
+        kind = record.get("kind")
+        if kind is None:
+            return self._by_kind["tls"]
+        return self._by_kind.get(kind, self._other) if isinstance(kind, str) else self._other
+
+    def matches(self, record: Mapping[str, Any]) -> list[Rule]:
+        """Every rule that applies to ``record`` and whose condition holds, best first.
+
+        Best is the highest confidence; among equals, the first loaded.  A rule with
+        ``valid_from``/``valid_until`` applies only to records whose ``ts`` (seconds
+        since the epoch, UTC) falls in those days; a record without a numeric ``ts``
+        is outside every such window.
+        """
+        ts = record.get("ts")
+        when = ts if type(ts) is float or type(ts) is int else None
+        found: list[Rule] = []
+        for e in self._candidates(record):
+            if (e.start is not None or e.end is not None) and (
+                    when is None or (e.start is not None and when < e.start) or (e.end is not None and when >= e.end)):
+                continue
+            if e.test(record):
+                found.append(e.rule)
+        if len(found) > 1:
+            found.sort(key=lambda r: -r.confidence)  # stable: ties keep load order
+        return found
+
+    def evaluate(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The verdict for ``record``, or ``None`` when no rule matches.
+
+        ``{"pattern", "confidence", "provider"}`` of the best rule, ``rule_ids`` of every
+        matching rule (best first) and ``evidence``: the conditions that held in the best
+        rule, as text, with values from the record quoted and cut to 80 characters.
+        """
+        found = self.matches(record)
+        if not found:
+            return None
+        best = found[0]
+        return {
+            "pattern": best.pattern,
+            "confidence": best.confidence,
+            "provider": best.provider,
+            "rule_ids": [r.id for r in found],
+            "evidence": best.condition.evidence(record),
+        }
+
+
+def load_rules(paths: Sequence[str | os.PathLike[str]] = (), *, builtin: bool = True) -> RuleSet:
+    """:meth:`RuleSet.load`: the built-in packs (if ``builtin``) then the packs at ``paths``."""
+    return RuleSet.load(paths, builtin=builtin)
