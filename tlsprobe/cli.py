@@ -26,9 +26,9 @@ from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
 from tlsprobe.detect import Problem, RuleError, RuleSet, collect_packs
 from tlsprobe.pipeline import Stats
-from tlsprobe.sinks import FORMATS, make_sink
+from tlsprobe.sinks import FORMATS, Sink, make_sink
 from tlsprobe.sinks.progress import RunProgress
-from tlsprobe.sinks.run import default_jobs, run
+from tlsprobe.sinks.run import OnlyIntercepted, default_jobs, run
 from tlsprobe.sinks.summary import print_summary, write_summary_json
 from tlsprobe.sinks.table import no_color_requested
 from tlsprobe.text import markdown_escape, terminal_safe
@@ -104,18 +104,19 @@ def cli() -> None:
               help="Flush after every record (default on a terminal).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker processes for large files [default: one per core, at most 4].")
+@click.option("--only-intercepted", is_flag=True, help="Output only handshakes with an interception verdict.")
 @click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
               help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
 def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None,
-            rules_paths: tuple[str, ...]) -> None:
+            only_intercepted: bool, rules_paths: tuple[str, ...]) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
     The run summary (packets, flows, handshakes, anomalies) goes to stderr.
     """
     try:
         _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
-                 jobs or default_jobs(), rules_paths)
+                 jobs or default_jobs(), rules_paths, only_intercepted)
     except BrokenPipeError:
         # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
         # click turns EPIPE into exit code 1 before main() could see it.
@@ -124,13 +125,15 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
 def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
              quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int,
-             rules_paths: tuple[str, ...] = ()) -> None:
+             rules_paths: tuple[str, ...] = (), only_intercepted: bool = False) -> None:
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     with _output(output) as out:
         to_terminal = out.isatty()
-        sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out,
-                         flush=line_buffered or to_terminal)
+        sink: Sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out,
+                               flush=line_buffered or to_terminal)
+        if only_intercepted:
+            sink = OnlyIntercepted(sink)
         err_console = Console(stderr=True, no_color=no_color_requested(), highlight=False)
         # The bar shares the screen with nothing: only when stderr is a terminal and
         # the records are not being printed to that terminal too.

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import TrackedCapture
+from tlsprobe.detect import load_rules
 from tlsprobe.errors import CaptureError, TlsprobeError
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
 from tlsprobe.pipeline import Analyzer, Stats
@@ -31,7 +32,8 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress reports
 _PACKET_LEVEL = ("packets", "other_packets", "files")
 
 
-def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool) -> None:
+def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool,
+            rules_paths: tuple[str, ...]) -> None:
     lock = threading.Lock()  # the progress thread shares the pipe
 
     def send(msg: tuple[Any, ...]) -> None:
@@ -39,7 +41,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
             conn.send(msg)
 
     try:
-        an = Analyzer(limits, (part, nparts))
+        an = Analyzer(limits, (part, nparts), rules=load_rules(rules_paths) if rules_paths else None)
         batch: list[dict[str, Any]] = []
         errors: list[str] = []
         reading: list[tuple[int, TrackedCapture]] = []  # the file being read, for the sampler
@@ -86,7 +88,7 @@ class ParallelRun:
 
     def __init__(
         self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None, rules_paths: tuple[str, ...] = (),
     ) -> None:
         """``on_progress(file index, bytes read)`` is called as partition 0 reads."""
         if "-" in paths:
@@ -98,6 +100,7 @@ class ParallelRun:
         self.log = AnomalyLog()
         self.errors: list[str] = []
         self.on_progress = on_progress
+        self.rules_paths = rules_paths  # loaded in each worker (compiled rules do not pickle)
         self.live = Stats()  # updated by the caller as records arrive (progress display)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -106,7 +109,7 @@ class ParallelRun:
         procs = []
         for part in range(self.jobs):
             recv, send = ctx.Pipe(duplex=False)
-            args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None)
+            args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None, self.rules_paths)
             p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             send.close()

@@ -7,12 +7,14 @@ is reported through ``on_error`` and skipped, the others share one flow table.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from tlsprobe.anomalies import AnomalyLog
+from tlsprobe.compare import PortComparison
+from tlsprobe.detect import load_rules
 from tlsprobe.errors import CaptureError
 from tlsprobe.parallel import ParallelRun
 from tlsprobe.pipeline import Analyzer, Stats
@@ -31,9 +33,41 @@ class RunResult:
     stats: Stats
     log: AnomalyLog
     errors: list[str] = field(default_factory=list)
+    comparison: PortComparison | None = None
 
     def summary(self) -> dict[str, Any]:
-        return build_summary(self.stats, self.log, self.errors)
+        summary = build_summary(self.stats, self.log, self.errors)
+        summary["port_comparison"] = self.comparison.findings() if self.comparison is not None else []
+        return summary
+
+
+class _Comparing:
+    """A sink that also feeds every record to the port comparison."""
+
+    def __init__(self, sink: Sink, compare: PortComparison) -> None:
+        self.sink = sink
+        self.compare = compare
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.compare.add(record)
+        self.sink.write(record)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class OnlyIntercepted:
+    """A sink that passes on only the records with an interception verdict."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if record.get("interception"):
+            self.sink.write(record)
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 def default_jobs() -> int:
@@ -55,10 +89,15 @@ def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
     (:mod:`tlsprobe.detect`) to use besides the built-in ones.
     """
     paths = list(paths)
+    rules = load_rules(rules_paths) if rules_paths else None  # RuleError before any work
+    compare = PortComparison()
+    sink = _Comparing(sink, compare)
     if jobs > 1 and analyzer is None and _worth_parallel(paths):
-        return _run_parallel(paths, sink, progress, on_error, jobs)
-    an = analyzer or Analyzer()
-    result = RunResult(an.stats, an.log)
+        result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths))
+        result.comparison = compare
+        return result
+    an = analyzer or Analyzer(rules=rules)
+    result = RunResult(an.stats, an.log, comparison=compare)
     if progress is not None:
         progress.stats = an.stats
     write = sink.write
@@ -104,7 +143,7 @@ class _Reading:
 
 
 def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
-                  on_error: Callable[[str], None] | None, jobs: int) -> RunResult:
+                  on_error: Callable[[str], None] | None, jobs: int, rules_paths: tuple[str, ...]) -> RunResult:
     shown: list[tuple[int, _Reading, AbstractContextManager[None]]] = []
 
     def on_progress(index: int, pos: int) -> None:
@@ -120,7 +159,8 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
             shown.append((index, reading, watch))
         shown[-1][1].pos = pos
 
-    par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None)
+    par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None,
+                      rules_paths=rules_paths)
     if progress is not None:
         progress.stats = par.live
     write = sink.write

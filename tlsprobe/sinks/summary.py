@@ -24,6 +24,9 @@ def build_summary(stats: Stats, log: AnomalyLog, errors: Sequence[str] = ()) -> 
     return s
 
 
+MAX_FINDINGS_SHOWN = 20
+
+
 def _n(v: object) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
@@ -43,7 +46,15 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         f"({_n(summary.get('non_standard_port', 0))} on non-standard ports, {share:.1%}) "
         f"in {float(summary.get('seconds') or 0):.2f} s"
         + (f" ({_n(pps)} packets/s)" if pps is not None else ""),
+        f"intercepted: {_n(summary.get('intercepted', 0))} handshake"
+        f"{'s' if summary.get('intercepted') != 1 else ''}",
     ]
+    findings = summary.get("port_comparison") or []
+    if findings:
+        lines.append("port and SNI comparison (fails on one, succeeds on another):")
+        lines += [f"  {terminal_safe(str(f.get('summary')), 400)}" for f in findings[:MAX_FINDINGS_SHOWN]]
+        if len(findings) > MAX_FINDINGS_SHOWN:
+            lines.append(f"  ... {len(findings) - MAX_FINDINGS_SHOWN} more in --summary-json")
     anomalies: Mapping[str, int] = summary.get("anomalies") or {}
     if anomalies:
         width = max(len(code) for code in anomalies)
