@@ -54,6 +54,8 @@ def _columns() -> list[Column]:
         Column("ja4", "JA4", 36, 10),
         Column("ja3", "JA3", 12, 8),
         Column("srv", "server hello", 12, 8),
+        Column("outcome", "outcome", 12, 4),
+        Column("verdict", "interception", 26, 6),
         Column("anom", "anom", 4, 4, right=True),
     ]
 
@@ -62,11 +64,13 @@ def _columns() -> list[Column]:
 # width for this step, or 0 to drop the column).
 _SHRINK: list[tuple[str, int]] = [
     ("time", 8),
+    ("verdict", 16),
     ("sni", 20),
     ("alpn", 4),
     ("ja3", 0),
     ("alpn", 0),
     ("srv", 0),
+    ("outcome", 0),
     ("client", 15),
     ("server", 15),
     ("sni", 12),
@@ -75,6 +79,8 @@ _SHRINK: list[tuple[str, int]] = [
     ("client", 0),
     ("ja4", 10),
     ("sni", 8),
+    ("verdict", 6),
+    ("anom", 0),
 ]
 
 
@@ -155,6 +161,20 @@ def _server_hello(r: Row) -> tuple[str, str]:
     return "-", "dim"
 
 
+def _outcome(r: Row) -> tuple[str, str]:
+    outcome = terminal_safe(r.get("outcome")) or "-"
+    return outcome, "" if outcome == "server_hello" else "alert"
+
+
+def _verdict(r: Row) -> tuple[str, str]:
+    v = r.get("interception")
+    if not isinstance(v, Mapping):
+        return "-", "dim"
+    provider = v.get("provider")
+    text = f"{v.get('pattern')}" + (f" ({provider})" if provider else "")
+    return terminal_safe(text, 60), "verdict"
+
+
 def _alpn(v: object) -> str:
     if not v:
         return "-"
@@ -175,6 +195,7 @@ _STYLES = {
     "port": "bold yellow",
     "alert": "red",
     "anom": "bold red",
+    "verdict": "bold red",
     "sni": "cyan",
 }
 
@@ -208,6 +229,8 @@ class TableSink:
             "ja4": lambda r, w: (terminal_safe(r.get("ja4")) or "-", ""),
             "ja3": lambda r, w: (terminal_safe(r.get("ja3"))[:12] or "-", ""),
             "srv": lambda r, w: _server_hello(r),
+            "outcome": lambda r, w: _outcome(r),
+            "verdict": lambda r, w: _verdict(r),
         }
         self._header()
 
