@@ -9,7 +9,9 @@ Library entry points::
 
 from tlsprobe.errors import CaptureError, TlsprobeError, WireError
 from tlsprobe.pipeline import Analyzer, iter_records
-from tlsprobe.record import HandshakeRecord
+from tlsprobe.record import HandshakeRecord, HttpRecord, Record
 
-__all__ = ["Analyzer", "CaptureError", "HandshakeRecord", "TlsprobeError", "WireError", "iter_records"]
+__all__ = [
+    "Analyzer", "CaptureError", "HandshakeRecord", "HttpRecord", "Record", "TlsprobeError", "WireError", "iter_records",
+]
 __version__ = "0.1.0"

@@ -105,18 +105,20 @@ def cli() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker processes for large files [default: one per core, at most 4].")
 @click.option("--only-intercepted", is_flag=True, help="Output only handshakes with an interception verdict.")
+@click.option("--http", is_flag=True,
+              help="Also report plain HTTP requests on any port (kind: http), checked for block pages.")
 @click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
               help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
 def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None,
-            only_intercepted: bool, rules_paths: tuple[str, ...]) -> None:
+            only_intercepted: bool, http: bool, rules_paths: tuple[str, ...]) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
     The run summary (packets, flows, handshakes, anomalies) goes to stderr.
     """
     try:
         _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
-                 jobs or default_jobs(), rules_paths, only_intercepted)
+                 jobs or default_jobs(), rules_paths, only_intercepted, http)
     except BrokenPipeError:
         # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
         # click turns EPIPE into exit code 1 before main() could see it.
@@ -125,7 +127,7 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
 def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
              quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int,
-             rules_paths: tuple[str, ...] = (), only_intercepted: bool = False) -> None:
+             rules_paths: tuple[str, ...] = (), only_intercepted: bool = False, http: bool = False) -> None:
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     with _output(output) as out:
@@ -148,7 +150,7 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
 
         with progress if progress is not None else contextlib.nullcontext():
             result = run(captures, sink, progress=progress, on_error=report, jobs=jobs,
-                         rules_paths=rules_paths)
+                         rules_paths=rules_paths, http=http)
         sink.close()
     summary = result.summary()
     # Nothing was readable: the error lines say it all.

@@ -8,10 +8,13 @@ changed cipher spec, or stopped speaking TLS.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tlsprobe.errors import WireError
 from tlsprobe.limits import Limits
 from tlsprobe.model import CertificateInfo, ClientHello, ServerHello
 from tlsprobe.wire import tls
+from tlsprobe.wire.http import parse_request
 from tlsprobe.wire.records import (
     CT_ALERT,
     CT_APPLICATION_DATA,
@@ -26,6 +29,9 @@ from tlsprobe.wire.records import (
 )
 from tlsprobe.wire.x509 import describe_certificate
 
+SSL2_SERVER_HELLO = 4
+_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
 
 class HandshakeTracker:
     """What the two directions of one flow have said so far."""
@@ -38,6 +44,8 @@ class HandshakeTracker:
         "client",
         "client_hello",
         "hrr",
+        "http",
+        "http_request",
         "limits",
         "midstream",
         "not_tls",
@@ -50,9 +58,10 @@ class HandshakeTracker:
         "server_done",
         "server_event",
         "server_hello",
+        "text_preamble",
     )
 
-    def __init__(self, limits: Limits, client: int | None) -> None:
+    def __init__(self, limits: Limits, client: int | None, http: bool = False) -> None:
         self.limits = limits
         self.parsers = (RecordStream(0, limits), RecordStream(0, limits))
         self.client: int | None = None
@@ -69,7 +78,10 @@ class HandshakeTracker:
         self.plaintext = bytearray()  # non-TLS bytes the server sent after the hello (capped)
         self.server_done = False
         self.server_alert: tuple[int, int] | None = None
+        self.http = http  # watch plain HTTP requests too
+        self.http_request: dict[str, Any] | None = None
         self.preamble = [0, 0]
+        self.text_preamble = [False, False]
         self.anomalies: list[str] = []
         self.not_tls = [False, False]
         self.midstream = False
@@ -92,6 +104,8 @@ class HandshakeTracker:
         """Nothing more to learn from this flow's handshake."""
         if self.midstream:
             return True
+        if self.http_request is not None:
+            return self.server_done
         if self.client_hello is None:
             # Either side sending a preamble's worth of plaintext with no hello: not TLS.
             return any(self.not_tls) or (self.client is not None and self.parsers[self.client].done)
@@ -120,13 +134,36 @@ class HandshakeTracker:
             self._record(d, ev)
         elif isinstance(ev, Preamble):
             self.preamble[d] += ev.length
+            self.text_preamble[d] = all(b in _TEXT for b in ev.head)
         elif isinstance(ev, NotTls):
             self.not_tls[d] = True
-            if self.client_hello is not None and d != self.client:
+            if self.triggered and d != self.client:
                 self.server_done = True
                 self._react("plaintext")
                 self.plaintext += ev.head
+            elif self.http and self.client_hello is None and self.http_request is None and d != self.server_side:
+                self._http_request(d, ev.head)
         return False
+
+    @property
+    def triggered(self) -> bool:
+        """A ClientHello (or, when HTTP is tracked, an HTTP request) has been seen."""
+        return self.client_hello is not None or self.http_request is not None
+
+    @property
+    def server_side(self) -> int | None:
+        return None if self.client is None else 1 - self.client
+
+    def _http_request(self, d: int, head: bytes) -> None:
+        """A plain HTTP request (not CONNECT): watched like a ClientHello (block pages)."""
+        req = parse_request(head)
+        if req is None or req["method"] == "CONNECT":
+            return
+        if self.client is None:
+            self.set_client(d)
+        self.http_request = req
+        for ev in self.parsers[1 - d].expect_tls():
+            self._event(1 - d, ev)
 
     def _react(self, kind: str) -> None:
         if self.server_event is None:
@@ -178,6 +215,9 @@ class HandshakeTracker:
             return False
         if t == tls.HS_SERVER_HELLO:
             self._server_hello(m)
+        elif t == SSL2_SERVER_HELLO and m.sslv2:
+            self._react("server_hello")
+            self._server_finished()
         elif t == tls.HS_CERTIFICATE and self.server_hello is not None and self.server_hello.version < 0x0304:
             self._certificates(m.body)
         elif t in (tls.HS_SERVER_HELLO_DONE, tls.HS_FINISHED):
@@ -202,6 +242,12 @@ class HandshakeTracker:
         if self.client_hello is None:
             self.client_hello = ch
             self.ch_msg = m
+            if self.preamble[d] == 0 or self.text_preamble[d]:
+                # A plain stream (or after a STARTTLS/CONNECT line): the answer must be
+                # TLS.  After a binary preamble the records may be framed (OpenVPN over
+                # TCP), so the server stream keeps being scanned instead.
+                for ev in self.parsers[1 - d].expect_tls():
+                    self._event(1 - d, ev)
             for code in ch.anomalies:
                 self.note(code)
             return True

@@ -33,7 +33,7 @@ _PACKET_LEVEL = ("packets", "other_packets", "files")
 
 
 def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool,
-            rules_paths: tuple[str, ...]) -> None:
+            rules_paths: tuple[str, ...], http: bool) -> None:
     lock = threading.Lock()  # the progress thread shares the pipe
 
     def send(msg: tuple[Any, ...]) -> None:
@@ -41,7 +41,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
             conn.send(msg)
 
     try:
-        an = Analyzer(limits, (part, nparts), rules=load_rules(rules_paths) if rules_paths else None)
+        an = Analyzer(limits, (part, nparts), rules=load_rules(rules_paths) if rules_paths else None, http=http)
         batch: list[dict[str, Any]] = []
         errors: list[str] = []
         reading: list[tuple[int, TrackedCapture]] = []  # the file being read, for the sampler
@@ -89,6 +89,7 @@ class ParallelRun:
     def __init__(
         self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS,
         on_progress: Callable[[int, int], None] | None = None, rules_paths: tuple[str, ...] = (),
+        http: bool = False,
     ) -> None:
         """``on_progress(file index, bytes read)`` is called as partition 0 reads."""
         if "-" in paths:
@@ -101,6 +102,7 @@ class ParallelRun:
         self.errors: list[str] = []
         self.on_progress = on_progress
         self.rules_paths = rules_paths  # loaded in each worker (compiled rules do not pickle)
+        self.http = http
         self.live = Stats()  # updated by the caller as records arrive (progress display)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -109,7 +111,8 @@ class ParallelRun:
         procs = []
         for part in range(self.jobs):
             recv, send = ctx.Pipe(duplex=False)
-            args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None, self.rules_paths)
+            args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None, self.rules_paths,
+                    self.http)
             p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             send.close()

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile, Packet
@@ -27,12 +28,13 @@ from tlsprobe.flow.table import Flow, FlowTable, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
-from tlsprobe.record import HandshakeRecord, alert_dict, ip_text
+from tlsprobe.record import HandshakeRecord, HttpRecord, Record, alert_dict, ip_text
 from tlsprobe.wire.http import parse_response
 from tlsprobe.wire.x509 import verify_chain_cached
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
+R = TypeVar("R", HandshakeRecord, HttpRecord)
 
 
 _BUILTIN: RuleSet | None = None
@@ -80,6 +82,7 @@ class Stats:
     non_standard_port: int = 0
     evicted: int = 0
     intercepted: int = 0
+    http_requests: int = 0
     files: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -89,7 +92,7 @@ class Stats:
             "packets": self.packets, "tcp_packets": self.tcp_packets, "udp_packets": self.udp_packets,
             "other_packets": self.other_packets, "skipped_fast": self.skipped_fast, "flows": self.flows,
             "handshakes": self.handshakes, "non_standard_port": self.non_standard_port, "evicted": self.evicted,
-            "intercepted": self.intercepted,
+            "intercepted": self.intercepted, "http_requests": self.http_requests,
             "files": self.files,
         }
 
@@ -104,6 +107,7 @@ class Stats:
             "handshakes": self.handshakes,
             "non_standard_port": self.non_standard_port,
             "intercepted": self.intercepted,
+            "http_requests": self.http_requests,
             "anomalies": dict(sorted(anomalies.counts.items())),
             "seconds": round(time.monotonic() - self.started, 3),
         }
@@ -113,13 +117,15 @@ class Analyzer:
     """Owns the flow table; turns packets into handshake records."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1),
-                 rules: RuleSet | None = None) -> None:
+                 rules: RuleSet | None = None, http: bool = False) -> None:
         """``partition`` (i, n): analyse only the flows whose port hash is i modulo n, so
         n analysers over the same input share the work (see :mod:`tlsprobe.parallel`).
         Partition 0 alone counts packet-level facts (packets, capture and decode anomalies).
         ``rules``: the detectors that fill each record's ``interception`` (default: the
-        built-in packs; ``RuleSet()`` for none)."""
+        built-in packs; ``RuleSet()`` for none).  ``http``: also emit a record for every
+        plain HTTP request (``kind: "http"``), watched for block pages like a hello."""
         self.limits = limits
+        self.http = http
         self.rules = rules if rules is not None else builtin_rules()
         self.partition = partition
         self.log = AnomalyLog()
@@ -128,7 +134,7 @@ class Analyzer:
         self.decoder = Decoder(self.packet_log, limits)
         self.table = FlowTable(limits)
         self.stats = Stats()
-        self.ready: deque[HandshakeRecord] = deque()
+        self.ready: deque[Record] = deque()
         self.capture_name: str | None = None
         self._next_sweep = 0.0
         self._next_timer = 0.0
@@ -137,7 +143,7 @@ class Analyzer:
 
     # -- packets -------------------------------------------------------------
 
-    def packets(self, source: Iterable[Packet]) -> Iterator[HandshakeRecord]:
+    def packets(self, source: Iterable[Packet]) -> Iterator[Record]:
         """Run every packet of ``source`` through; yield records as they complete."""
         stats = self.stats
         by_key = self.table.by_key
@@ -199,7 +205,7 @@ class Analyzer:
             while ready:
                 yield ready.popleft()
 
-    def finish(self) -> Iterator[HandshakeRecord]:
+    def finish(self) -> Iterator[Record]:
         """End of input: emit every handshake still open, in time order."""
         pending = []
         for flow in self.table.flows():
@@ -245,21 +251,21 @@ class Analyzer:
                 flow.watch = True  # until the client's next packet: the handshake RTT
         elif flow.watch and flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
             flow.ev.first_client_ts = ts
-            flow.watch = hs is not None and hs.client_hello is not None
+            flow.watch = hs is not None and hs.triggered
         if flow.ev is not None and flow.ev.ch_ts is not None:
             self._after_hello(flow, flow.ev, d, seg, ts)
         if seg.payload and not flags & TH_RST:  # an RST's payload is diagnostic, not stream data
-            hs = flow.handshake(self.limits)
-            had_hello = hs.client_hello is not None
+            hs = flow.handshake(self.limits, self.http)
+            had_hello = hs.triggered
             self._data(flow, hs, d, seg, ts)
-            if not had_hello and hs.client_hello is not None:
+            if not had_hello and hs.triggered:
                 self._hello_seen(flow, hs, seg, ts)
             if flow.ev is not None and hs.server_event is not None and flow.ev.outcome is None:
                 flow.ev.set_outcome(hs.server_event, ts)
         if flags & TH_FIN:
             direction.fin = True
         hs = flow.hs
-        if hs is None or hs.client_hello is None:
+        if hs is None or not hs.triggered:
             if flags & TH_RST or (flags & TH_FIN and flow.dirs[1 - d].fin) or (hs is not None and hs.finished):
                 self._complete(flow)  # no handshake on this flow: nothing to wait for
             return
@@ -389,7 +395,7 @@ class Analyzer:
         if rec is not None:
             self.ready.append(rec)
 
-    def _close(self, flow: Flow) -> HandshakeRecord | None:
+    def _close(self, flow: Flow) -> Record | None:
         if flow.done:
             return None
         ev = flow.ev
@@ -400,7 +406,7 @@ class Analyzer:
         flow.release()
         return rec
 
-    def _record(self, flow: Flow) -> HandshakeRecord | None:
+    def _record(self, flow: Flow) -> Record | None:
         hs = flow.hs
         if hs is None:
             return None
@@ -409,6 +415,8 @@ class Analyzer:
         for code in hs.anomalies:
             self.log.add(code)
         ch = hs.client_hello
+        if ch is None and hs.http_request is not None and hs.client is not None:
+            return self._http_record(flow, hs)
         if ch is None or hs.client is None or hs.ch_msg is None:
             return None
         c = hs.client
@@ -450,6 +458,9 @@ class Analyzer:
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
+        return self._detect(rec)
+
+    def _detect(self, rec: R) -> R:
         if self.rules:
             d = rec.to_dict()
             rec.interception = d["interception"] = self.rules.evaluate(d)
@@ -457,6 +468,25 @@ class Analyzer:
             if rec.interception is not None:
                 self.stats.intercepted += 1
         return rec
+
+    def _http_record(self, flow: Flow, hs: HandshakeTracker) -> HttpRecord:
+        assert hs.client is not None and hs.http_request is not None
+        c = hs.client
+        cip, cport = flow.endpoint(c)
+        sip, sport = flow.endpoint(1 - c)
+        ev = flow.ev
+        outcome = (ev.outcome if ev is not None else None) or "incomplete"
+        rec = HttpRecord(
+            ts=ev.ch_ts if ev is not None and ev.ch_ts is not None else flow.first_ts,
+            src_ip=ip_text(cip), src_port=cport, dst_ip=ip_text(sip), dst_port=sport,
+            request=hs.http_request, ip_version=flow.ip_version,
+            outcome="http_response" if outcome == "plaintext" else outcome,
+            evidence=_evidence(ev, hs, hs.http_request.get("host")),
+            tcp_syn_seen=flow.dirs[c].syn_seen, tunnelled=flow.tunnelled, capture=self.capture_name,
+            anomalies=list(hs.anomalies),
+        )
+        self.stats.http_requests += 1
+        return self._detect(rec)
 
     # -- eviction ------------------------------------------------------------
 
@@ -478,10 +508,12 @@ class Analyzer:
 
 
 def iter_records(paths: Iterable[str], limits: Limits = DEFAULT_LIMITS,
-                 analyzer: Analyzer | None = None) -> Iterator[HandshakeRecord]:
+                 analyzer: Analyzer | None = None) -> Iterator[Record]:
     """Every handshake in the captures at ``paths`` (``-`` is stdin), in one flow table.
 
-    Raises :class:`~tlsprobe.errors.CaptureError` for a file that cannot be read at all.
+    :class:`HandshakeRecord` objects, and :class:`HttpRecord` objects too when the
+    ``analyzer`` was made with ``http=True``.  Raises
+    :class:`~tlsprobe.errors.CaptureError` for a file that cannot be read at all.
     """
     an = analyzer or Analyzer(limits)
     for path in paths:

@@ -88,6 +88,7 @@ class HandshakeRecord:
             return self.cached
         ch = self.client_hello
         d: dict[str, Any] = {
+            "kind": "tls",
             "ts": self.ts,
             "src_ip": self.src_ip,
             "src_port": self.src_port,
@@ -139,6 +140,61 @@ def alert_dict(alert: tuple[int, int]) -> dict[str, Any]:
     """A TLS alert as ``{"level", "description", "name"}`` (RFC 8446 section 6)."""
     level, desc = alert
     return {"level": _ALERT_LEVELS.get(level, str(level)), "description": desc, "name": _ALERT_NAMES.get(desc)}
+
+
+HTTP_PORT = 80
+
+
+@dataclass(slots=True)
+class HttpRecord:
+    """A plain HTTP request on any port (with ``--http``), watched for block pages.
+
+    Its JSON object has the handshake record's keys (TLS ones null or empty) with
+    ``kind: "http"`` and ``http_request``; ``non_standard_port`` means not port 80 and the
+    outcome of a normal answer is ``http_response``.
+    """
+
+    ts: float
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    request: dict[str, Any]
+    ip_version: int = 4
+    outcome: str = "incomplete"
+    evidence: dict[str, Any] | None = None
+    interception: dict[str, Any] | None = None
+    tcp_syn_seen: bool = False
+    tunnelled: bool = False
+    capture: str | None = None
+    anomalies: list[str] = field(default_factory=list)
+    cached: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def non_standard_port(self) -> bool:
+        return self.dst_port != HTTP_PORT
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.cached is not None:
+            return self.cached
+        d: dict[str, Any] = {
+            "kind": "http", "ts": self.ts, "src_ip": self.src_ip, "src_port": self.src_port,
+            "dst_ip": self.dst_ip, "dst_port": self.dst_port, "transport": "tcp", "ip_version": self.ip_version,
+            "non_standard_port": self.non_standard_port, "sni": None, "alpn": [], "tls_version": None,
+        }
+        d.update(dict.fromkeys(("ja3", "ja3_string", "ja3s", "ja3s_string", "ja4", "ja4_r", "ja4_o", "ja4_ro",
+                                "ja4s", "ja4s_r", "server_hello", "hello_retry_request")))
+        d.update({
+            "certificates": [], "client_hello_segments": 0, "client_hello_bytes": 0, "client_hello_records": 0,
+            "client_hello": None, "retry_client_hello": None, "server_alert": None,
+            "http_request": self.request, "outcome": self.outcome, "evidence": self.evidence,
+            "interception": self.interception, "preamble_bytes": 0, "tcp_syn_seen": self.tcp_syn_seen,
+            "tunnelled": self.tunnelled, "capture": self.capture, "anomalies": list(self.anomalies),
+        })
+        return d
+
+
+Record = HandshakeRecord | HttpRecord
 
 
 def _hex16(values: tuple[int, ...]) -> list[str]:

@@ -51,10 +51,10 @@ class Flow:
             self.ev = FlowEvidence()
         return self.ev
 
-    def handshake(self, limits: Limits) -> HandshakeTracker:
+    def handshake(self, limits: Limits, http: bool = False) -> HandshakeTracker:
         """The handshake tracker, created on first use."""
         if self.hs is None:
-            self.hs = HandshakeTracker(limits, self.client)
+            self.hs = HandshakeTracker(limits, self.client, http)
         return self.hs
 
     def set_client(self, d: int) -> None:

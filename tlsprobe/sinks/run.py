@@ -79,7 +79,7 @@ def default_jobs() -> int:
 def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
         progress: RunProgress | None = None,
         on_error: Callable[[str], None] | None = None, jobs: int = 1,
-        rules_paths: Sequence[str] = ()) -> RunResult:
+        rules_paths: Sequence[str] = (), http: bool = False) -> RunResult:
     """Analyse every capture in ``paths`` (``-`` is stdin), writing records to ``sink``.
 
     A capture that cannot be read is reported to ``on_error`` (its one-line message) and
@@ -93,10 +93,10 @@ def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
     compare = PortComparison()
     sink = _Comparing(sink, compare)
     if jobs > 1 and analyzer is None and _worth_parallel(paths):
-        result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths))
+        result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths), http)
         result.comparison = compare
         return result
-    an = analyzer or Analyzer(rules=rules)
+    an = analyzer or Analyzer(rules=rules, http=http)
     result = RunResult(an.stats, an.log, comparison=compare)
     if progress is not None:
         progress.stats = an.stats
@@ -143,7 +143,8 @@ class _Reading:
 
 
 def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
-                  on_error: Callable[[str], None] | None, jobs: int, rules_paths: tuple[str, ...]) -> RunResult:
+                  on_error: Callable[[str], None] | None, jobs: int, rules_paths: tuple[str, ...],
+                  http: bool) -> RunResult:
     shown: list[tuple[int, _Reading, AbstractContextManager[None]]] = []
 
     def on_progress(index: int, pos: int) -> None:
@@ -160,7 +161,7 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
         shown[-1][1].pos = pos
 
     par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None,
-                      rules_paths=rules_paths)
+                      rules_paths=rules_paths, http=http)
     if progress is not None:
         progress.stats = par.live
     write = sink.write

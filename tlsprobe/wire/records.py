@@ -98,6 +98,7 @@ class RecordStream:
         "limits",
         "mode",
         "scan_pos",
+        "strict",
         "want",
     )
 
@@ -114,6 +115,7 @@ class RecordStream:
         self.hs_records = 0
         self.hs_version = 0
         self.consumed_any = False
+        self.strict = False  # the peer's hello is out: anything but TLS now ends the stream
 
     @property
     def done(self) -> bool:
@@ -124,6 +126,23 @@ class RecordStream:
         self.mode = _DONE
         self.buf = bytearray()
         self.hs_buf = bytearray()
+
+    def expect_tls(self) -> list[Event]:
+        """The peer has sent its hello, so this direction must answer in TLS from now on.
+
+        Plaintext buffered so far (a STARTTLS "ready" line, a proxy's "200 Connection
+        established") is a preamble; bytes that come after it and do not start a TLS
+        record end the stream at once (a block page, an HTTP error) instead of being
+        scanned for a hello.
+        """
+        events: list[Event] = []
+        if self.mode in (_DETECT, _SCAN):
+            if self.buf:
+                events.append(Preamble(self.base, len(self.buf), bytes(self.buf[:256])))
+                self._consume(len(self.buf))
+            self.mode = _DETECT
+        self.strict = True
+        return events
 
     def prepend(self, data: bytes) -> bool:
         """Put bytes in front of everything fed so far, if nothing was consumed yet."""
@@ -166,6 +185,17 @@ class RecordStream:
 
     def _detect(self, events: list[Event]) -> bool:
         buf = self.buf
+        if self.strict and buf:
+            b0 = buf[0]
+            if b0 & 0x80 and len(buf) >= 3 and buf[2] == 4:  # SSLv2 SERVER-HELLO
+                events.append(HandshakeMessage(4, b"", 0x0002, self.base, self.base + len(buf), 1, sslv2=True))
+                self.stop()
+                return False
+            if not (CT_CHANGE_CIPHER_SPEC <= b0 <= CT_HEARTBEAT) or (len(buf) >= 2 and buf[1] != 3):
+                if b0 & 0x80 and len(buf) < 3:
+                    return False
+                self._end(events, 0, "not TLS after the peer's hello")
+                return False
         if len(buf) < 6:
             return False
         b0 = buf[0]
