@@ -98,3 +98,33 @@ def test_port_comparison_names_the_blocked_port_and_sni() -> None:
                and 443 in [x["port"] for x in f["succeeds"]] for f in by_port), findings
     assert any(f["port"] == 8443 and [x["sni"] for x in f["fails"]] == ["blocked.tlsprobe.test"]
                and None in [x["sni"] for x in f["succeeds"]] for f in by_sni), findings
+
+
+SERVER_SIDE = sorted(LAB.glob("*.server.labels.json"))
+
+
+def _server_expectation(flow: dict[str, Any]) -> str | None:
+    """What a server-side capture can show: resets injected towards the server.
+
+    Client-only injection (webcontrol, Henan, in-line drops) leaves nothing forged at
+    the server - only the client kernel's own resets - so no verdict is expected there.
+    """
+    sent = flow.get("injected_to_server") or []
+    return "rst_injection" if any("R" in s["flags"] for s in sent) else None
+
+
+@pytest.mark.parametrize("labels", SERVER_SIDE, ids=lambda p: p.name.removesuffix(".server.labels.json"))
+def test_server_side_captures(labels: Path) -> None:
+    meta = json.loads(labels.read_text())
+    recs = _records(LAB / meta["capture"])
+    checked = 0
+    for flow in meta["flows"]:
+        rec = recs.get((flow["seen_from_ip"], flow["seen_from_port"]))
+        if rec is None:
+            assert not flow["trigger_reaches_server"], flow["scenario"]  # dropped on the way
+            continue
+        checked += 1
+        got = (rec["interception"] or {}).get("pattern")
+        assert got == _server_expectation(flow), (flow["scenario"], rec["interception"], rec["evidence"]["client_rst"])
+        assert rec["evidence"]["vantage"] in ("server", "client")
+    assert checked == sum(1 for f in meta["flows"] if f["trigger_reaches_server"])

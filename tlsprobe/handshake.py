@@ -194,9 +194,12 @@ class HandshakeTracker:
             self._server_finished()
 
     def _server_finished(self) -> None:
+        """The server's handshake is in: nothing more to parse in either direction (the
+        client's next records are its key exchange and encrypted Finished)."""
         self.server_done = True
-        if self.client is not None:
-            self.parsers[1 - self.client].stop()
+        for parser in self.parsers:
+            if not parser.done:
+                parser.stop()
 
     def _message(self, d: int, m: HandshakeMessage) -> bool:
         t = m.msg_type

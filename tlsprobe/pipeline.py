@@ -275,10 +275,13 @@ class Analyzer:
                 ev.set_outcome("silence", ts)  # the client gave up without any reaction
                 self._complete(flow)
             return
-        if ev.outcome != "server_hello":
-            if len(ev.server_packets) >= self.limits.max_evidence_packets:
+        # After a reset, alert or plaintext reply - or any answer when the capture was
+        # taken at the server, where forged resets aimed at the server come after it -
+        # keep watching a while for races and bursts.
+        if ev.outcome != "server_hello" or (hs.finished and ev.vantage == "server"):
+            if len(ev.server_packets) >= self.limits.max_evidence_packets or len(ev.client_rsts) >= 3:
                 self._complete(flow)  # the evidence is full: more packets add nothing
-            else:  # a reset, alert or plaintext: keep watching a while for races and bursts
+            else:
                 self._set_deadline(flow, ev.outcome_ts or ts, self._evidence_window(ev))
         elif hs.finished:
             self._complete(flow)
@@ -300,6 +303,8 @@ class Analyzer:
         if d == hs.client:
             if seg.payload and ev.ch_end_seq is not None and seq_diff(seg.seq, ev.ch_end_seq) < 0:
                 ev.client_retransmission()
+            if seg.flags & TH_RST:
+                ev.client_packet(_facts(seg, ts), self.limits.max_evidence_packets)
             return
         facts = _facts(seg, ts)
         server_dir = flow.dirs[d]

@@ -78,6 +78,7 @@ class FlowEvidence:
         "ch_packet",
         "ch_retransmissions",
         "ch_ts",
+        "client_rsts",
         "dropped_packets",
         "first_client_ts",
         "outcome",
@@ -108,6 +109,7 @@ class FlowEvidence:
         self.rst_count = 0
         self.server_closed_at: float | None = None  # first server RST/FIN after the hello
         self.unanswered = False  # the silence window passed with no reaction
+        self.client_rsts: list[PacketFacts] = []  # client-direction resets after the hello
 
     @property
     def rtt(self) -> float | None:
@@ -145,6 +147,22 @@ class FlowEvidence:
         if flags & (TH_RST | TH_FIN) and self.server_closed_at is None:
             self.server_closed_at = facts.ts
 
+    def client_packet(self, facts: PacketFacts, limit: int) -> None:
+        """A client-direction packet after the hello: resets are kept (a server-side
+        capture sees forged resets aimed at the server here)."""
+        if facts.flags & TH_RST and len(self.client_rsts) < limit:
+            self.client_rsts.append(facts)
+
+    @property
+    def vantage(self) -> str | None:
+        """Where the capture was taken: ``"client"`` when the SYN-ACK took the round trip
+        (SYN -> SYN-ACK long), ``"server"`` when the ACK did; None without a handshake."""
+        if self.syn is None or self.synack is None or self.first_client_ts is None:
+            return None
+        there = self.synack.ts - self.syn.ts
+        back = self.first_client_ts - self.synack.ts
+        return "client" if there >= back else "server"
+
     def client_retransmission(self) -> None:
         if self.outcome is None:
             self.ch_retransmissions += 1
@@ -173,6 +191,32 @@ class FlowEvidence:
             "unanswered_in_window": self.unanswered,
             "outcome_delay_ms": round((self.outcome_ts - ch_ts) * 1000, 3) if self.outcome_ts else None,
             "tells": self._tells(event, rtt_ms),
+            "vantage": self.vantage,
+            "client_rst": self._client_rst(),
+        }
+
+    def _client_rst(self) -> dict[str, Any] | None:
+        """The first client-direction reset after the hello, against the client's SYN."""
+        if not self.client_rsts:
+            return None
+        p, base = self.client_rsts[0], self.syn
+        tells = []
+        if base is not None:
+            if abs(p.ttl - base.ttl) >= TTL_TOLERANCE:
+                tells.append("ttl_mismatch")
+            if p.df != base.df:
+                tells.append("df_mismatch")
+            if OPT_TIMESTAMP in base.options and OPT_TIMESTAMP not in p.options:
+                tells.append("timestamps_missing")
+        if len(self.client_rsts) >= 2:
+            tells.append("rst_burst")
+        if p.payload_len:
+            tells.append("rst_payload")
+        return {
+            "delay_ms": round((p.ts - (self.ch_ts or p.ts)) * 1000, 3),
+            "ttl": p.ttl, "ttl_delta": p.ttl - base.ttl if base else None, "ip_id": p.ip_id, "df": p.df,
+            "window": p.window, "flags": flag_text(p.flags), "options": list(p.options),
+            "count": len(self.client_rsts), "tells": tells,
         }
 
     def _tells(self, event: dict[str, Any] | None, rtt_ms: float | None) -> list[str]:
@@ -191,7 +235,7 @@ class FlowEvidence:
             tells.append("ttl_mismatch")
         if rtt_ms is not None and rtt_ms >= MIN_RTT_MS and event["delay_rtt"] is not None and (
             event["delay_rtt"] < FASTER_THAN_RTT
-        ):
+        ) and self.vantage != "server":  # at the server every answer is "fast"
             tells.append("faster_than_rtt")
         if event.get("df_differs"):
             tells.append("df_mismatch")
