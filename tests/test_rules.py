@@ -300,7 +300,9 @@ def test_examples_pack() -> None:
     assert len(rs) >= 5 and all(r.id.startswith("example-") for r in rs)
     verdict = rs.evaluate(RECORD)
     assert verdict is not None
-    assert verdict["pattern"] == "rst_injection" and verdict["provider"] is None
+    # the best rule decides the pattern; the best matching rule that names a provider for
+    # that pattern attributes it
+    assert verdict["pattern"] == "rst_injection" and verdict["provider"] == "alibaba_cloud"
     assert verdict["rule_ids"][0] == "example-henan-rst"
     assert "example-sni-rst" in verdict["rule_ids"]
     page = {"kind": "http", "ts": TS_2025, "evidence": {"http": {

@@ -116,20 +116,28 @@ class RuleSet:
     def evaluate(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """The verdict for ``record``, or ``None`` when no rule matches.
 
-        ``{"pattern", "confidence", "provider"}`` of the best rule, ``rule_ids`` of every
-        matching rule (best first) and ``evidence``: the conditions that held in the best
-        rule, as text, with values from the record quoted and cut to 80 characters.
+        ``{"pattern", "confidence"}`` of the best rule; ``provider``: the best rule's, or
+        else that of the most confident matching rule for the same pattern that names one
+        (a generic forensics rule decides, a fingerprint rule attributes); ``rule_ids`` of
+        every matching rule (best first) and ``evidence``: the conditions that held in the
+        best rule (and in the attributing rule), as text, with values from the record
+        quoted and cut to 80 characters.
         """
         found = self.matches(record)
         if not found:
             return None
         best = found[0]
+        attributing = best if best.provider else next(
+            (r for r in found if r.provider and r.pattern == best.pattern), None)
+        evidence = best.condition.evidence(record)
+        if attributing is not None and attributing is not best:
+            evidence += [e for e in attributing.condition.evidence(record) if e not in evidence]
         return {
             "pattern": best.pattern,
             "confidence": best.confidence,
-            "provider": best.provider,
+            "provider": attributing.provider if attributing else None,
             "rule_ids": [r.id for r in found],
-            "evidence": best.condition.evidence(record),
+            "evidence": evidence,
         }
 
 
