@@ -234,7 +234,6 @@ class Analyzer:
                 return  # a bare ACK/FIN/RST of a flow we do not track starts nothing
             flow = self._new_flow(key, seg, ts)
         flow.last_ts = ts
-        flow.packets += 1
         if flow.done:
             return  # finished flows stay in the table (until idle) so stragglers are skipped
         d = 0 if key == flow.key else 1

@@ -25,7 +25,7 @@ class Flow:
 
     __slots__ = (
         "ch_segments", "ch_ts", "client", "deadline", "dirs", "done", "ev", "first_ts", "hs", "ip_version",
-        "key", "last_ts", "packets", "rkey", "tunnelled", "watch",
+        "key", "last_ts", "rkey", "tunnelled", "watch",
     )
 
     def __init__(self, key: bytes, rkey: bytes, ip_version: int, ts: float) -> None:
@@ -39,7 +39,6 @@ class Flow:
         self.client: int | None = None  # direction of the client, once known (SYN)
         self.done = False
         self.tunnelled = False
-        self.packets = 0
         self.ch_ts: float | None = None  # capture time of the ClientHello's first segment
         self.ch_segments = 1
         self.ev: FlowEvidence | None = None  # created at the SYN or SYN-ACK
@@ -84,12 +83,11 @@ class Flow:
 class FlowTable:
     """Flows reachable by either direction's key."""
 
-    __slots__ = ("by_key", "count", "limits", "next_sweep")
+    __slots__ = ("by_key", "count", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.by_key: dict[bytes, Flow] = {}
         self.limits = limits
-        self.next_sweep = 0.0
         self.count = 0
 
     def __len__(self) -> int:
