@@ -56,8 +56,10 @@ def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) ->
     out["alert"] = alert_dict(hs.server_alert) if hs.server_alert else None
     out["http"] = parse_response(bytes(hs.plaintext)) if hs.plaintext else None
     out["plaintext_head_hex"] = bytes(hs.plaintext[:32]).hex() if hs.plaintext else None
-    at = datetime.fromtimestamp(ev.ch_ts or 0.0, tz=timezone.utc)
-    out["certificate"] = verify_chain_cached(hs.cert_ders, sni, at) if hs.cert_ders else None
+    out["certificate"] = (
+        verify_chain_cached(hs.cert_ders, sni, datetime.fromtimestamp(ev.ch_ts or 0.0, tz=timezone.utc))
+        if hs.cert_ders else None
+    )
     return out
 
 

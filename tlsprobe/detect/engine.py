@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tlsprobe.detect.conditions import Test
+from tlsprobe.detect.conditions import AllOf, Condition, Leaf, Test
 from tlsprobe.detect.rules import Problem, Rule, RuleError, RulePack, load_packs
 
 _DAY = 86400.0
@@ -24,18 +24,42 @@ def _epoch(day: dt.date) -> float:
     return (day - dt.date(1970, 1, 1)).days * _DAY
 
 
+_OUTCOME_CACHE = 256  # (rule list, outcome) pairs remembered; outcomes are a handful of words
+
+
+def required_outcomes(cond: Condition) -> frozenset[Any] | None:
+    """The ``outcome`` values a condition can hold for, if it pins them down.
+
+    A top-level ``{field: outcome, eq|in: ...}`` leaf, alone or inside an ``all``; None
+    when the condition says nothing about the outcome.
+    """
+    if isinstance(cond, Leaf) and cond.path == "outcome":
+        if cond.op == "eq" and isinstance(cond.arg, str):
+            return frozenset((cond.arg,))
+        if cond.op == "in" and isinstance(cond.arg, list) and all(isinstance(a, str) for a in cond.arg):
+            return frozenset(cond.arg)
+        return None
+    if isinstance(cond, AllOf):
+        for child in cond.children:
+            found = required_outcomes(child)
+            if found is not None:
+                return found
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     rule: Rule
     test: Test
     start: float | None  # first second the rule applies (valid_from), UTC
     end: float | None  # first second it no longer applies (the day after valid_until)
+    outcomes: frozenset[Any] | None  # the outcomes the rule can match, if it pins them
 
 
 class RuleSet:
     """Rules in load order, ready to evaluate records."""
 
-    __slots__ = ("_by_kind", "_entries", "_other")
+    __slots__ = ("_by_kind", "_by_outcome", "_entries", "_other")
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         """Raises :class:`RuleError` if two rules share an id."""
@@ -53,6 +77,7 @@ class RuleSet:
                 rule, rule.condition.test,
                 _epoch(rule.valid_from) if rule.valid_from else None,
                 _epoch(rule.valid_until) + _DAY if rule.valid_until else None,
+                required_outcomes(rule.condition),
             ))
         if problems:
             raise RuleError(problems)
@@ -61,6 +86,7 @@ class RuleSet:
         self._by_kind = {kind: tuple(e for e in entries if e.rule.applies_to in (kind, "any"))
                          for kind in ("tls", "http")}
         self._other = tuple(e for e in entries if e.rule.applies_to == "any")
+        self._by_outcome: dict[tuple[int, str], tuple[_Entry, ...]] = {}
 
     @classmethod
     def from_packs(cls, packs: Iterable[RulePack]) -> RuleSet:
@@ -89,8 +115,20 @@ class RuleSet:
     def _candidates(self, record: Mapping[str, Any]) -> tuple[_Entry, ...]:
         kind = record.get("kind")
         if kind is None:
-            return self._by_kind["tls"]
-        return self._by_kind.get(kind, self._other) if isinstance(kind, str) else self._other
+            entries = self._by_kind["tls"]
+        else:
+            entries = self._by_kind.get(kind, self._other) if isinstance(kind, str) else self._other
+        # Rules that require another outcome cannot match: skip them (load order kept).
+        outcome = record.get("outcome")
+        if not isinstance(outcome, str):
+            return entries
+        key = (id(entries), outcome)
+        hit = self._by_outcome.get(key)
+        if hit is None:
+            hit = tuple(e for e in entries if e.outcomes is None or outcome in e.outcomes)
+            if len(self._by_outcome) < _OUTCOME_CACHE:
+                self._by_outcome[key] = hit
+        return hit
 
     def matches(self, record: Mapping[str, Any]) -> list[Rule]:
         """Every rule that applies to ``record`` and whose condition holds, best first.
