@@ -44,6 +44,9 @@ def test_flow_matches_its_label(label: dict[str, Any], records: dict[tuple[str, 
     assert (rec["preamble_bytes"] > 0) == bool(label["starttls"])
     assert len(rec["certificates"]) == label["certificates_in_clear"]
     assert rec["tcp_syn_seen"] and rec["anomalies"] == []
+    # real servers, no middlebox: answered, and nothing forged about it
+    assert rec["outcome"] == "server_hello" and rec["interception"] is None
+    assert rec["evidence"]["tells"] == [] and rec["evidence"]["vantage"] == "client"
     assert rec["ja3"] and rec["ja4"].startswith("t") and rec["ja4s"]
 
 
