@@ -65,3 +65,23 @@ def test_cli_jobs_gives_the_same_output(tmp_path: Path, monkeypatch: pytest.Monk
     assert outs[1][0] == outs[2][0]
     for key in ("packets", "flows", "handshakes", "anomalies", "files"):
         assert outs[1][1][key] == outs[2][1][key], key
+
+
+def test_cli_jobs_with_filters_and_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers encode JSON lines themselves; filters and the port comparison still apply."""
+    from tlsprobe.cli import main
+    from tlsprobe.sinks import run as run_module
+
+    monkeypatch.setattr(run_module, "PARALLEL_MIN_BYTES", 0)
+    lab = ROOT / "pcaps" / "interception"
+    paths = [str(lab / "port-comparison.pcap"), str(lab / "rst-injection.pcap")]
+    outs = {}
+    for jobs in (1, 2):
+        out, summary = tmp_path / f"j{jobs}.jsonl", tmp_path / f"j{jobs}.json"
+        assert main(["analyze", "-q", "--only-intercepted", "-j", str(jobs), "-o", str(out),
+                     "--summary-json", str(summary), *paths]) == 0
+        outs[jobs] = (sorted(out.read_text().splitlines()), json.loads(summary.read_text()))
+    lines, summary = outs[2]
+    assert lines == outs[1][0] and lines
+    assert all(json.loads(line)["interception"] for line in lines)
+    assert summary["port_comparison"] and summary["port_comparison"] == outs[1][1]["port_comparison"]

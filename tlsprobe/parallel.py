@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
@@ -32,8 +32,12 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress reports
 _PACKET_LEVEL = ("packets", "other_packets", "files")
 
 
+# what the parent needs of a record besides its encoded line (filters, port comparison)
+BRIEF_KEYS = ("src_ip", "dst_ip", "dst_port", "sni", "outcome", "interception")
+
+
 def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool,
-            rules_paths: tuple[str, ...], http: bool) -> None:
+            rules_paths: tuple[str, ...], http: bool, encode: Callable[[Mapping[str, Any]], str] | None) -> None:
     lock = threading.Lock()  # the progress thread shares the pipe
 
     def send(msg: tuple[Any, ...]) -> None:
@@ -62,7 +66,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
             reading.append((index, capture))
             try:
                 for rec in an.packets(capture):
-                    batch.append(rec.to_dict())
+                    batch.append(_out(rec.to_dict(), encode))
                     if len(batch) >= BATCH:
                         send(("records", batch[:], None, None))
                         batch.clear()
@@ -73,7 +77,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
                 reading.clear()
                 capture.release()
         stop.set()
-        batch.extend(rec.to_dict() for rec in an.finish())
+        batch.extend(_out(rec.to_dict(), encode) for rec in an.finish())
         if batch:
             send(("records", batch, None, None))
         send(("done", an.stats.counters(), dict(an.log.counts), errors))
@@ -83,13 +87,19 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
         conn.close()
 
 
+def _out(d: dict[str, Any], encode: Callable[[Mapping[str, Any]], str] | None) -> Any:
+    if encode is None:
+        return d
+    return encode(d), {k: d.get(k) for k in BRIEF_KEYS}
+
+
 class ParallelRun:
     """Analyse ``paths`` with ``jobs`` worker processes; iterate to get record dicts."""
 
     def __init__(
         self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS,
         on_progress: Callable[[int, int], None] | None = None, rules_paths: tuple[str, ...] = (),
-        http: bool = False,
+        http: bool = False, encode: Callable[[Mapping[str, Any]], str] | None = None,
     ) -> None:
         """``on_progress(file index, bytes read)`` is called as partition 0 reads."""
         if "-" in paths:
@@ -103,16 +113,25 @@ class ParallelRun:
         self.on_progress = on_progress
         self.rules_paths = rules_paths  # loaded in each worker (compiled rules do not pickle)
         self.http = http
+        # workers turn records into (encode(record), brief) pairs; iterate with encoded()
+        self.encode = encode
         self.live = Stats()  # updated by the caller as records arrive (progress display)
 
+    def encoded(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(line, brief) pairs when made with ``encode``: the brief holds BRIEF_KEYS."""
+        return self._run()
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._run()
+
+    def _run(self) -> Iterator[Any]:
         ctx = multiprocessing.get_context("fork")
         conns: list[Connection] = []
         procs = []
         for part in range(self.jobs):
             recv, send = ctx.Pipe(duplex=False)
             args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None, self.rules_paths,
-                    self.http)
+                    self.http, self.encode)
             p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             send.close()

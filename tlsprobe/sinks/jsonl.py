@@ -58,7 +58,11 @@ class JsonlSink:
         self.flush = flush
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self.stream.write(dumps_line(record) + "\n")
+        self.write_encoded(dumps_line(record), record)
+
+    def write_encoded(self, line: str, brief: Mapping[str, Any]) -> None:
+        """Write a line already made by :func:`dumps_line` (by a worker process)."""
+        self.stream.write(line + "\n")
         if self.flush:
             self.stream.flush()
 

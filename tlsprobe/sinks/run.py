@@ -19,6 +19,7 @@ from tlsprobe.errors import CaptureError
 from tlsprobe.parallel import ParallelRun
 from tlsprobe.pipeline import Analyzer, Stats
 from tlsprobe.sinks import Sink
+from tlsprobe.sinks.jsonl import JsonlSink, dumps_line
 from tlsprobe.sinks.progress import RunProgress, TrackedCapture, regular_file_size
 from tlsprobe.sinks.summary import build_summary
 
@@ -52,6 +53,10 @@ class _Comparing:
         self.compare.add(record)
         self.sink.write(record)
 
+    def write_encoded(self, line: str, brief: Mapping[str, Any]) -> None:
+        self.compare.add(brief)
+        self.sink.write_encoded(line, brief)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self.sink.close()
 
@@ -66,8 +71,18 @@ class OnlyIntercepted:
         if record.get("interception"):
             self.sink.write(record)
 
+    def write_encoded(self, line: str, brief: Mapping[str, Any]) -> None:
+        if brief.get("interception"):
+            self.sink.write_encoded(line, brief)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self.sink.close()
+
+
+def _innermost(sink: Sink) -> Sink:
+    while isinstance(sink, (_Comparing, OnlyIntercepted)):
+        sink = sink.sink
+    return sink
 
 
 def default_jobs() -> int:
@@ -160,15 +175,23 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
             shown.append((index, reading, watch))
         shown[-1][1].pos = pos
 
+    # JSON Lines are encoded in the workers: the parent only writes strings
+    encoded = isinstance(_innermost(sink), JsonlSink)
     par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None,
-                      rules_paths=rules_paths, http=http)
+                      rules_paths=rules_paths, http=http, encode=dumps_line if encoded else None)
     if progress is not None:
         progress.stats = par.live
-    write = sink.write
     try:
-        for rec in par:
-            par.live.handshakes += 1
-            write(rec)
+        if encoded:
+            write_encoded = sink.write_encoded  # type: ignore[attr-defined]
+            for line, brief in par.encoded():
+                par.live.handshakes += 1
+                write_encoded(line, brief)
+        else:
+            write = sink.write
+            for rec in par:
+                par.live.handshakes += 1
+                write(rec)
     finally:
         if shown:
             shown.pop()[2].__exit__(None, None, None)
