@@ -82,13 +82,13 @@ class PortComparison:
                                f"{', '.join(_sni(s) for s, _, _ in bad)}; "
                                f"{', '.join(_sni(s) for s, _ in ok)} succeed",
                 })
-        return out
+        return sorted(out, key=lambda f: (f["kind"], f["summary"]))  # the same whatever the record order
 
 
 def _split(groups: dict[Any, Counter[str]]) -> tuple[list[tuple[Any, int]], list[tuple[Any, str, int]]]:
     """Members that always succeeded, and those that failed (with their commonest failure)."""
     ok, bad = [], []
-    for member, counts in groups.items():
+    for member, counts in sorted(groups.items(), key=lambda kv: str(kv[0])):
         fails = {k: n for k, n in counts.items() if k != "ok"}
         if not fails:
             ok.append((member, counts["ok"]))
