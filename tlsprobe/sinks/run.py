@@ -17,7 +17,7 @@ from tlsprobe.compare import PortComparison
 from tlsprobe.detect import load_rules
 from tlsprobe.errors import CaptureError
 from tlsprobe.parallel import ParallelRun
-from tlsprobe.pipeline import Analyzer, Stats
+from tlsprobe.pipeline import Analyzer, Stats, builtin_rules
 from tlsprobe.sinks import Sink
 from tlsprobe.sinks.jsonl import JsonlSink, dumps_line
 from tlsprobe.sinks.progress import RunProgress, TrackedCapture, regular_file_size
@@ -175,6 +175,7 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
             shown.append((index, reading, watch))
         shown[-1][1].pos = pos
 
+    builtin_rules()  # parsed once here; the forked workers inherit it
     # JSON Lines are encoded in the workers: the parent only writes strings
     encoded = isinstance(_innermost(sink), JsonlSink)
     par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None,

@@ -1,4 +1,8 @@
-"""Certificate chain details with ``cryptography`` (DER in, :class:`CertificateInfo` out)."""
+"""Certificate chain details with ``cryptography`` (DER in, :class:`CertificateInfo` out).
+
+``cryptography`` is imported on first use: most runs see TLS 1.3 only, whose
+certificates are encrypted, and the import costs a noticeable share of a short run.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import hashlib
 import ipaddress
 import warnings
 from datetime import datetime
-from typing import Any
-
-from cryptography import x509
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from typing import TYPE_CHECKING, Any
 
 from tlsprobe.model import CertificateInfo
+
+if TYPE_CHECKING:
+    from cryptography.x509.verification import Store
 
 
 def describe_certificate(der: bytes) -> CertificateInfo:
@@ -19,6 +23,8 @@ def describe_certificate(der: bytes) -> CertificateInfo:
 
     A certificate that does not parse still gets its hash and length, with ``error`` set.
     """
+    from cryptography import x509
+
     info = CertificateInfo(sha256=hashlib.sha256(der).hexdigest(), der_length=len(der))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notes on odd-but-real certificates
@@ -52,6 +58,9 @@ _SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 
 def trust_store() -> Store | None:
     """The public roots: certifi's bundle, else the operating system's; None if neither loads."""
+    from cryptography import x509
+    from cryptography.x509.verification import Store
+
     global _STORE
     if _STORE is None:
         paths = []
@@ -89,6 +98,9 @@ def verify_chain(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, 
     "leaf_matches_sni": bool | None}``; None where it cannot be decided (no SNI, no
     trust store, unparsable leaf).
     """
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, VerificationError
+
     out: dict[str, Any] = {"chain_verified": None, "verify_error": None, "leaf_matches_sni": None}
     if not ders:
         return out
