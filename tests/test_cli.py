@@ -168,7 +168,9 @@ def test_csv_on_corpus_capture() -> None:
     r = invoke("analyze", "-f", "csv", str(capture(TLS3)))
     assert r.exit_code == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout, newline="")))
-    assert rows and all(row["ja4"].startswith("t1") for row in rows)
+    # TLS over TCP and QUIC handshakes (tls3 has both)
+    assert rows and all(row["ja4"].startswith(("t1", "q1")) for row in rows)
+    assert {row["transport"] for row in rows} == {"tcp", "quic"}
 
 
 def test_table_on_corpus_capture() -> None:

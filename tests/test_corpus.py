@@ -26,10 +26,11 @@ USED: set[tuple[str, int, str]] = set()
 
 
 def _expected_tcp_flows(exp: dict[str, Any]) -> list[dict[str, Any]]:
-    """TLS-over-TCP flows where tshark saw a ClientHello, or another tool fingerprinted one."""
+    """TLS-over-TCP and QUIC flows where tshark saw a ClientHello, or another tool
+    fingerprinted one (DTLS and TLS inside other UDP protocols are not analysed yet)."""
     return [
         f for f in exp["flows"]
-        if f["transport"] == "tcp" and f["proto"] == "tls"
+        if ((f["transport"] == "tcp" and f["proto"] == "tls") or (f["transport"] == "udp" and f["proto"] == "quic"))
         and (f.get("client_hello_frames") or f.get("ja4") or f.get("ja3"))
     ]
 
@@ -46,15 +47,18 @@ def test_capture_matches_references(exp_path: Path) -> None:
     folder = exp_path.parent.parent.name
     capture = f"{folder}/{exp['pcap']}"
     records = [r.to_dict() for r in iter_records([str(exp_path.parent.parent / exp["pcap"])])]
-    ours_by_key: dict[tuple[str, int, str, int], dict[str, Any]] = {}
+    ours_by_key: dict[tuple[bool, str, int, str, int], dict[str, Any]] = {}
     for r in records:
-        ours_by_key.setdefault(flow_key(r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"]), r)
+        key = (r["transport"] == "quic", *flow_key(r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"]))
+        ours_by_key.setdefault(key, r)
     problems: list[str] = []
     expected = _expected_tcp_flows(exp)
     SUMMARY["captures"] += 1
     SUMMARY["expected_flows"] += len(expected)
     for f in expected:
-        key = flow_key(f["src"], f["src_port"], f["dst"], f["dst_port"])
+        proto = "quic" if f["proto"] == "quic" else "tcp"
+        SUMMARY[f"expected_{proto}"] += 1
+        key = (f["proto"] == "quic", *flow_key(f["src"], f["src_port"], f["dst"], f["dst_port"]))
         rec = ours_by_key.pop(key, None)
         label = f"{capture} stream {f['stream']} {f['src']}:{f['src_port']} -> {f['dst']}:{f['dst_port']}"
         if rec is None:
@@ -62,13 +66,15 @@ def test_capture_matches_references(exp_path: Path) -> None:
             SUMMARY["missing_flows"] += 1
             continue
         SUMMARY["found_flows"] += 1
+        SUMMARY[f"found_{proto}"] += 1
+        table = TABLE[folder if proto == "tcp" else f"{folder} (QUIC)"]
         for ours_key, theirs_key in FIELDS.items():
             theirs = f.get(theirs_key)
             if theirs is None:
                 continue
             accepted = [theirs, *((f.get("conflicts") or {}).get(theirs_key) or {}).values()]
             ours = rec.get(ours_key)
-            cell = TABLE[folder][ours_key]
+            cell = table[ours_key]
             cell[0] += 1
             if ours in accepted:
                 cell[1] += 1
@@ -120,8 +126,10 @@ def agreement_table() -> list[str]:
     lines.append("| all | " + " | ".join(
         f"{t[1]}/{t[0]}" + (f" (+{t[2]})" if t[2] else "") for t in totals.values()) + " |")
     lines.append(
-        f"captures {SUMMARY['captures']}, TLS-over-TCP flows expected {SUMMARY['expected_flows']}, "
-        f"found {SUMMARY['found_flows']}, missing {SUMMARY['missing_flows']}, "
+        f"captures {SUMMARY['captures']}, flows expected {SUMMARY['expected_flows']} "
+        f"(TLS over TCP {SUMMARY['expected_tcp']}, QUIC {SUMMARY['expected_quic']}), "
+        f"found {SUMMARY['found_flows']} (TCP {SUMMARY['found_tcp']}, QUIC {SUMMARY['found_quic']}), "
+        f"missing {SUMMARY['missing_flows']}, "
         f"records with no reference flow {SUMMARY['extra_records']}"
     )
     return lines

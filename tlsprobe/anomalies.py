@@ -51,6 +51,17 @@ ANOMALIES: dict[str, str] = {
     "tls.certificate.malformed": "a Certificate message does not parse",
     "tls.certificate.too_many": "more certificates than the parse limit",
     "x509.parse_error": "a certificate's DER does not parse as X.509",
+    # QUIC
+    "quic.header.malformed": "a QUIC long header whose lengths overrun the datagram",
+    "quic.initial.unknown_version": "a QUIC version whose Initial keys are unknown",
+    "quic.initial.decrypt_failed": "a QUIC Initial packet that does not decrypt",
+    "quic.initial.cap_exceeded": "more QUIC Initial packets than the decrypt limit; later ones skipped",
+    "quic.frame.malformed": "a frame inside a QUIC Initial that overruns the packet",
+    "quic.frame.unexpected": "a frame type not allowed in an Initial packet",
+    "quic.crypto.cap_exceeded": "CRYPTO data beyond the reassembly limit; dropped",
+    "quic.tp.malformed": "the QUIC transport parameters extension does not parse",
+    "quic.varint.truncated": "a QUIC variable-length integer cut short",
+    "quic.table_full": "too many QUIC connections tracked at once; new ones ignored",
 }
 
 

@@ -58,6 +58,12 @@ class Limits:
     # genuine answer or a reset burst (GFW RSTs arrive within ~0.5 s); or this many RTTs.
     evidence_window: float = 1.0
     evidence_window_rtts: float = 3.0
+    # QUIC Initial packets decrypted per direction of a connection: a post-quantum
+    # ClientHello spans two or three; retransmissions and ACK-only Initials add a few.
+    max_quic_initials: int = 8
+    # CRYPTO bytes reassembled per direction (a ClientHello is < 4 KB; the server's Initial
+    # carries only its ServerHello).
+    max_quic_crypto_bytes: int = 64 * 1024
     # Tunnels unwrapped inside one packet (GRE in VXLAN in ...).
     max_tunnel_depth: int = 4
     # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng

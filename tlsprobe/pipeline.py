@@ -24,11 +24,13 @@ from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
 from tlsprobe.detect.engine import RuleSet
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
+from tlsprobe.flow.quic import QuicTracker
 from tlsprobe.flow.table import Flow, FlowTable, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
 from tlsprobe.record import HandshakeRecord, HttpRecord, Record, alert_dict, ip_text
+from tlsprobe.wire import quic
 from tlsprobe.wire.http import parse_response
 from tlsprobe.wire.x509 import verify_chain_cached
 
@@ -138,6 +140,7 @@ class Analyzer:
         self.stats = Stats()
         self.ready: deque[Record] = deque()
         self.capture_name: str | None = None
+        self.quic: dict[bytes, tuple[QuicTracker, bytes, int]] = {}  # both directions' keys
         self._next_sweep = 0.0
         self._next_timer = 0.0
         self._deadlines: list[tuple[float, int, Flow]] = []  # heap of evidence windows closing
@@ -204,6 +207,8 @@ class Analyzer:
                 self._tcp(seg, ts)
             else:
                 stats.udp_packets += 1
+                if seg.payload and seg.payload[0] & 0x80:  # long header: maybe a QUIC Initial
+                    self._udp(seg, ts)
             while ready:
                 yield ready.popleft()
 
@@ -214,12 +219,80 @@ class Analyzer:
             rec = self._close(flow)
             if rec is not None:
                 pending.append(rec)
+        self._quic_flush(None)
+        pending.extend(self.ready)
+        self.ready.clear()
         self.table = FlowTable(self.limits)
         self.decoder.fragments.flush()
         pending.sort(key=lambda r: r.ts)
         self.ready.extend(pending)
         while self.ready:
             yield self.ready.popleft()
+
+    # -- QUIC ------------------------------------------------------------------
+
+    def _udp(self, seg: Segment, ts: float) -> None:
+        """A UDP datagram with a long header: QUIC Initials on any port, found by content."""
+        key = seg.src + seg.dst + _PORTS.pack(seg.sport, seg.dport)
+        entry = self.quic.get(key)
+        if entry is None:
+            data = seg.payload
+            if not quic.looks_like_quic_long(data) or quic.initial_salt(int.from_bytes(data[1:5], "big")) is None:
+                return  # not QUIC, or a version whose Initials cannot be decrypted
+            if len(self.quic) >= 2 * self.limits.max_flows:
+                self.log.add("quic.table_full")
+                return
+            tracker = QuicTracker(self.limits, ts)
+            rkey = reverse_key(key, len(seg.src))
+            self.quic[key] = (tracker, key, seg.ip_version)
+            self.quic[rkey] = (tracker, key, seg.ip_version)
+            entry = self.quic[key]
+            self.stats.flows += 1
+        tracker, first_key, ipv = entry
+        if tracker.done:
+            return
+        tracker.datagram(0 if key == first_key else 1, seg.payload, ts)
+        if tracker.done:
+            self._quic_done(tracker, first_key, ipv)
+
+    def _quic_done(self, tracker: QuicTracker, first_key: bytes, ipv: int) -> None:
+        tracker.done = True
+        for code in tracker.anomalies:
+            self.log.add(code)
+        ch = tracker.client_hello
+        if ch is None or tracker.client is None:
+            return
+        n = 4 if ipv == 4 else 16
+        ends = [(first_key[:n], (first_key[2 * n] << 8) | first_key[2 * n + 1]),
+                (first_key[n : 2 * n], (first_key[2 * n + 2] << 8) | first_key[2 * n + 3])]
+        (cip, cport), (sip, sport) = ends[tracker.client], ends[1 - tracker.client]
+        rec = HandshakeRecord(
+            ts=tracker.ch_ts if tracker.ch_ts is not None else tracker.first_ts,
+            src_ip=ip_text(cip), src_port=cport, dst_ip=ip_text(sip), dst_port=sport,
+            client_hello=ch, transport="quic", ip_version=ipv, server_hello=tracker.server_hello,
+            client_hello_segments=max(1, tracker.initials[tracker.client]), client_hello_bytes=tracker.ch_bytes,
+            client_hello_records=0,
+            outcome="server_hello" if tracker.server_hello is not None else "incomplete",
+            quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
+        )
+        self.stats.handshakes += 1
+        if rec.non_standard_port:
+            self.stats.non_standard_port += 1
+        self.ready.append(self._detect(rec))
+
+    def _quic_flush(self, idle_before: float | None) -> None:
+        """Finish QUIC connections idle since ``idle_before`` (all of them when None)."""
+        seen: set[int] = set()
+        for tracker, first_key, ipv in list(self.quic.values()):
+            if id(tracker) in seen:
+                continue
+            seen.add(id(tracker))
+            if idle_before is not None and tracker.last_ts >= idle_before:
+                continue
+            if not tracker.done:
+                self._quic_done(tracker, first_key, ipv)
+            self.quic.pop(first_key, None)
+            self.quic.pop(reverse_key(first_key, 4 if ipv == 4 else 16), None)
 
     # -- TCP -------------------------------------------------------------------
 
@@ -498,6 +571,8 @@ class Analyzer:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.limits.sweep_interval
+        if self.quic:
+            self._quic_flush(now - self.limits.flow_idle_timeout)
         self._evict([f for f in self.table.idle(now) if f.deadline is None or f.done], evicted=False)
 
     def _evict(self, flows: list[Flow], evicted: bool) -> None:

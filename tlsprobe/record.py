@@ -47,6 +47,7 @@ class HandshakeRecord:
     outcome: str = "incomplete"
     evidence: dict[str, Any] | None = None
     interception: dict[str, Any] | None = None
+    quic: dict[str, Any] | None = None
     tcp_syn_seen: bool = False
     tunnelled: bool = False
     capture: str | None = None
@@ -116,6 +117,7 @@ class HandshakeRecord:
         d["outcome"] = self.outcome
         d["evidence"] = self.evidence
         d["interception"] = self.interception
+        d["quic"] = self.quic
         d["preamble_bytes"] = self.preamble_bytes
         d["tcp_syn_seen"] = self.tcp_syn_seen
         d["tunnelled"] = self.tunnelled

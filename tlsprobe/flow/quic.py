@@ -1,0 +1,153 @@
+"""QUIC connections: Initial packets decrypted, CRYPTO reassembled, hellos parsed.
+
+Only long-header packets are looked at, and only the first Initials of each direction
+(bounded by ``Limits.max_quic_initials``): once the ClientHello (and the server's
+ServerHello) are in, a connection is finished and later datagrams are skipped before
+any cryptography.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tlsprobe.errors import WireError
+from tlsprobe.limits import Limits
+from tlsprobe.model import EXT_QUIC_TRANSPORT_PARAMETERS, ClientHello, ServerHello
+from tlsprobe.wire import quic, tls
+
+
+class QuicTracker:
+    """One QUIC connection (a UDP 4-tuple), client side = sender of the first Initial."""
+
+    __slots__ = (
+        "anomalies", "await_new_dcid", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done", "first_ts",
+        "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
+    )
+
+    def __init__(self, limits: Limits, ts: float) -> None:
+        self.limits = limits
+        self.client: int | None = None
+        self.version = 0
+        self.key_dcid: bytes | None = None  # the DCID the Initial keys derive from (changes after a Retry)
+        self.scid = b""
+        self.keys: tuple[quic.InitialKeys, quic.InitialKeys] | None = None
+        self.crypto = (quic.CryptoAssembler(limits.max_quic_crypto_bytes),
+                       quic.CryptoAssembler(limits.max_quic_crypto_bytes))
+        self.initials = [0, 0]
+        self.client_hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
+        self.ch_ts: float | None = None
+        self.ch_bytes = 0
+        self.anomalies: list[str] = []
+        self.first_ts = ts
+        self.last_ts = ts
+        self.done = False
+        self.retried = False
+        self.await_new_dcid = False
+
+    def note(self, code: str) -> None:
+        if code not in self.anomalies:
+            self.anomalies.append(code)
+
+    def datagram(self, d: int, data: bytes, ts: float) -> None:
+        """One UDP payload from direction ``d``."""
+        self.last_ts = ts
+        try:
+            for header in quic.iter_datagram(data):
+                self._packet(d, data, header, ts)
+                if self.done:
+                    return
+        except WireError as exc:
+            self.note(exc.code)
+
+    def _packet(self, d: int, data: bytes, header: quic.LongHeader, ts: float) -> None:
+        if header.packet_type == "retry":
+            # A client acts on one Retry only (RFC 9000 17.2.5.2): its next Initial goes to
+            # a new DCID, and the keys of both directions derive from that one.
+            if self.client is not None and d != self.client and not self.retried:
+                self.retried = True
+                self.await_new_dcid = True
+                self.crypto = (quic.CryptoAssembler(self.limits.max_quic_crypto_bytes),
+                               quic.CryptoAssembler(self.limits.max_quic_crypto_bytes))
+            return
+        if header.packet_type != "initial":
+            return
+        if self.client is None:
+            self.client = d
+        if d == self.client:
+            # Initial keys come from the DCID of the client's first Initial, and change
+            # only after a Retry (RFC 9001 5.2); later client Initials may go to the
+            # server's chosen connection ID but keep the same keys.
+            if self.key_dcid is None or (self.await_new_dcid and header.dcid != self.key_dcid):
+                self.key_dcid = header.dcid
+                self.await_new_dcid = False
+                self.keys = None
+            self.scid = header.scid
+        if self.key_dcid is None or (d != self.client and self.await_new_dcid):
+            return  # no keys yet for the server's side
+        if self.initials[d] >= self.limits.max_quic_initials:
+            self.note("quic.initial.cap_exceeded")
+            return
+        self.initials[d] += 1
+        if self.keys is None or self.version != header.version:
+            self.version = header.version
+            self.keys = quic.derive_initial_keys(header.version, self.key_dcid)
+        keys = self.keys[0] if d == self.client else self.keys[1]
+        packet = quic.open_initial(data, header, keys)
+        assembler = self.crypto[d]
+        for frame in quic.parse_frames(packet.payload):
+            if frame.type == 0x06:
+                assembler.add(frame.offset, frame.data)
+        if assembler.overflow:
+            self.note("quic.crypto.cap_exceeded")
+        if d == self.client and self.client_hello is None:
+            self._client_hello(assembler.contiguous(), ts)
+        elif d != self.client and self.server_hello is None:
+            self._server_hello(assembler.contiguous())
+        if self.client_hello is not None and self.server_hello is not None:
+            self.done = True
+
+    def _client_hello(self, hs: bytes, ts: float) -> None:
+        body = _message(hs, tls.HS_CLIENT_HELLO, self.limits)
+        if body is None:
+            return
+        self.client_hello = tls.parse_client_hello(body, 0x0303, self.limits)
+        self.ch_ts = ts
+        self.ch_bytes = len(body) + 4
+        for code in self.client_hello.anomalies:
+            self.note(code)
+
+    def _server_hello(self, hs: bytes) -> None:
+        body = _message(hs, tls.HS_SERVER_HELLO, self.limits)
+        if body is not None:
+            self.server_hello = tls.parse_server_hello(body, 0x0303, self.limits)
+
+    def quic_fields(self) -> dict[str, Any]:
+        """The record's ``quic`` object: version, connection ID lengths, transport parameters."""
+        params: dict[str, Any] | None = None
+        ch = self.client_hello
+        if ch is not None:
+            raw = next((data for t, data in ch.extensions if t == EXT_QUIC_TRANSPORT_PARAMETERS), None)
+            if raw is not None:
+                try:
+                    params = quic.decode_transport_parameters(raw)
+                except WireError:
+                    self.note("quic.tp.malformed")
+        return {
+            "version": f"0x{self.version:08x}",
+            "dcid_length": len(self.key_dcid or b""),
+            "scid_length": len(self.scid),
+            "client_initials": self.initials[self.client or 0],
+            "server_initials": self.initials[1 - (self.client or 0)],
+            "transport_parameters": params,
+        }
+
+
+def _message(hs: bytes, want: int, limits: Limits) -> bytes | None:
+    """The body of the first handshake message if it is complete and of type ``want``."""
+    if len(hs) < 4 or hs[0] != want:
+        return None
+    n = (hs[1] << 16) | (hs[2] << 8) | hs[3]
+    if n > limits.max_handshake_bytes:
+        raise WireError("tls.handshake.oversized", f"{n} bytes")
+    return hs[4 : 4 + n] if len(hs) >= 4 + n else None
