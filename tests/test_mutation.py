@@ -15,7 +15,8 @@ from tlsprobe import Analyzer, CaptureError, iter_records
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 SEEDS = [ROOT / "pcaps" / "demo.pcap", ROOT / "pcaps" / "edge" / "ipv4-fragments.pcap"] + [
-    p for p in (CORPUS / "arkime" / "arkime_synthetic.pcap", CORPUS / "foxio-ja4" / "tls-handshake.pcapng")
+    p for p in (CORPUS / "arkime" / "arkime_synthetic.pcap", CORPUS / "foxio-ja4" / "tls-handshake.pcapng",
+                CORPUS / "zeek" / "quic-multiple-initial-fragmented-crypto.pcap")
     if p.exists()
 ]
 
