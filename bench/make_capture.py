@@ -10,6 +10,16 @@ tshark's JA3 / SNI for each hello become the ground truth. Each extracted hello 
 alone in a clean flow and re-read by tshark, and is kept only if tshark gives the same JA3,
 JA3 string and SNI as on the original capture.
 
+QUIC connections (about 5 % of the flows, ``--quic-share``) replay real QUIC Initial
+datagrams from the same corpus: for each QUIC connection whose client Initial(s) carry a
+ClientHello, tshark gives the UDP payloads of the client's Initial datagrams up to the one
+completing the ClientHello (several for post-quantum / fragmented hellos) and of the
+server's Initial datagram(s) up to its ServerHello (none after a Retry), plus its SNI and
+JA3 (JA4 comes from the corpus' expected values when a third party gave one). The
+datagrams are replayed with their bytes unchanged (Initial keys depend only on the DCID
+inside them), so new addresses and ports are fine; a harvested connection is kept only if
+tshark reads the same ClientHello back from a clean replay.
+
 What the capture contains (all deterministic for a given ``--seed``):
 
 * TLS connections (about 80 % of the flows) on port 443 and on 8443, 2053, 8080, 5228,
@@ -21,6 +31,10 @@ What the capture contains (all deterministic for a given ``--seed``):
   then both sides exchange TLS application-data records (bulk downloads use 16 KiB records
   cut into MSS segments, interactive traffic uses one record per segment) with ACKs, then
   FIN or RST.
+* QUIC connections (IPv4 and IPv6, UDP port 443 mostly, also 8443, 4433 and random high
+  ports): the real Initial datagrams, then 3-10 short-header 1-RTT-like datagrams (random
+  bytes, first byte 0x40-0x7f) in both directions. The same corpus connection (same DCID)
+  is replayed in many flows.
 * TLS connections already running when the capture starts (no SYN, no hellos, the first
   server segment usually inside a record): nothing there may be reported.
 * Non-TLS noise: plain HTTP, SSH (banners, KEXINIT, encrypted data), other cleartext and
@@ -28,9 +42,10 @@ What the capture contains (all deterministic for a given ``--seed``):
 
 IPv4 header, TCP, UDP and ICMP checksums are correct; timestamps are strictly ordered.
 
-Outputs ``FILE`` plus ``FILE.truth.jsonl`` (one line per TLS flow: client -> server
-addresses and ports, SNI and JA3 of its ClientHello as tshark computed them on the original
-capture, and how the hello was sent) and ``FILE.meta.json`` (counts and parameters).
+Outputs ``FILE`` plus ``FILE.truth.jsonl`` (one line per TLS or QUIC flow, with
+``"transport": "tcp"`` or ``"quic"``: client -> server addresses and ports, SNI and JA3 of
+its ClientHello as tshark computed them on the original capture, and how the hello was
+sent) and ``FILE.meta.json`` (counts and parameters).
 
 The capture is written while it is generated: only the flow plan (a few hundred bytes per
 flow) and the currently active flows are kept in memory.
@@ -72,7 +87,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "out" / "bench.pcap"
 DEFAULT_CORPUS = Path("/work/shared/corpus")
 DEFAULT_CACHE = BENCH_DIR / "out" / "harvest-cache.json"
-HARVEST_FORMAT = 3  # bump when the harvest logic changes (invalidates caches)
+HARVEST_FORMAT = 4  # bump when the harvest logic changes (invalidates caches)
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 EPOCH_US = 1_735_689_600 * 1_000_000  # 2025-01-01T00:00:00Z: start of the synthetic capture
@@ -122,6 +137,15 @@ FLOW_MIX: tuple[tuple[str, float], ...] = (
     ("arp", 0.01),
 )
 IPV6_SHARE = 0.20
+QUIC_SHARE = 0.05  # default share of QUIC flows (--quic-share); the other kinds shrink to fit
+# Destination UDP ports of QUIC flows ("high" = random port 10000-60999).
+QUIC_PORTS: tuple[tuple[int | str, float], ...] = (
+    (443, 0.85),
+    (8443, 0.04),
+    (4433, 0.04),
+    ("high", 0.07),
+)
+QUIC_V2 = 0x6B3343CF
 
 
 # --------------------------------------------------------------------------------------
@@ -144,12 +168,38 @@ class Hello:
     ccs: bool = True  # send ChangeCipherSpec records after the hellos (not for TLS 1.3 drafts)
 
 
+@dataclass(frozen=True)
+class QuicConn:
+    """A real QUIC connection start: the UDP payloads of its Initial datagrams.
+
+    ``datagrams`` holds, in their original order, the client's Initial datagrams up to the
+    one completing the ClientHello and the server's Initial datagrams up to the one
+    completing the ServerHello (none after a Retry; only the first one when tshark saw no
+    ServerHello), each as ``(from_client, udp_payload)`` with the bytes unchanged.
+    """
+
+    datagrams: tuple[tuple[bool, bytes], ...]
+    ja3: str | None  # tshark's JA3 of the ClientHello (not standardised for QUIC)
+    ja3_full: str | None
+    sni: str | None
+    source: str  # "<folder>/<capture>#<frame completing the ClientHello>"
+    version: int = 1
+    ja4: str | None = None  # third-party JA4 from the corpus' expected values, if known
+    ja4_source: str | None = None
+
+    @property
+    def client_datagrams(self) -> int:
+        """Number of client Initial datagrams."""
+        return sum(c for c, _ in self.datagrams)
+
+
 @dataclass
 class Harvest:
     """Everything taken from the corpus: distinct ClientHellos with their ServerHellos."""
 
     hellos: list[Hello]
     stats: dict[str, Any] = field(default_factory=dict)
+    quic: list[QuicConn] = field(default_factory=list)
 
 
 _HARVEST_FIELDS = (
@@ -320,6 +370,134 @@ def _harvest_file(tshark: str, corpus: Path, capture: Path) -> dict[str, Any]:
     }
 
 
+_QUIC_FIELDS = (
+    "frame.number",
+    "udp.stream",
+    "udp.srcport",
+    "udp.dstport",
+    "udp.payload",
+    "tls.handshake.type",
+    "tls.handshake.ja3",
+    "tls.handshake.ja3_full",
+    "tls.handshake.extensions_server_name",
+)
+
+
+def _quic_long_type(payload: bytes) -> tuple[int, str | None]:
+    """(version, "initial" / "retry" / None) of the first QUIC packet of a UDP payload."""
+    if len(payload) < 7 or not payload[0] & 0x80:
+        return 0, None  # short header (or too short)
+    version = int.from_bytes(payload[1:5], "big")
+    if version == 0:
+        return 0, None  # version negotiation
+    bits = (payload[0] >> 4) & 3
+    initial, retry = (1, 0) if version == QUIC_V2 else (0, 3)
+    return version, "initial" if bits == initial else "retry" if bits == retry else None
+
+
+def _expected_quic_ja4(capture: Path) -> dict[int, tuple[str, str]]:
+    """Map ClientHello frame number -> (JA4, provenance) for the QUIC flows of the corpus'
+    expected-values JSON."""
+    exp = capture.parent / "expected" / f"{capture.name}.json"
+    result: dict[int, tuple[str, str]] = {}
+    if not exp.is_file():
+        return result
+    for flow in json.loads(exp.read_text()).get("flows", []):
+        if flow.get("proto") != "quic" or not flow.get("ja4") or "ja4" in flow.get("conflicts", {}):
+            continue
+        if flow.get("client_hello_frames"):
+            prov = ",".join(flow.get("provenance", {}).get("ja4", [])) or "unknown"
+            result[int(flow["client_hello_frames"][0])] = (str(flow["ja4"]), prov)
+    return result
+
+
+def _harvest_quic_file(tshark: str, corpus: Path, capture: Path) -> dict[str, Any]:
+    """Run tshark on one corpus capture and extract the Initial datagrams of each QUIC
+    connection (UDP stream) whose client Initial(s) carry a ClientHello."""
+    decode_as: list[str] = []
+    exp = capture.parent / "expected" / f"{capture.name}.json"
+    if exp.is_file():
+        for rule in json.loads(exp.read_text()).get("tshark_decode_as", []):
+            decode_as += ["-d", rule]
+    cmd = [
+        tshark, "-n", "-r", str(capture), *decode_as, "-Y", "quic",
+        "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
+        "-E", "aggregator=|", "-E", "quote=n",
+    ]  # fmt: skip
+    for name in _QUIC_FIELDS:
+        cmd += ["-e", name]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    rel = capture.relative_to(corpus).as_posix()
+    ja4_map = _expected_quic_ja4(capture)
+    # udp.stream -> [(frame, src port, dst port, payload, handshake types, ja3, ja3_full, sni)]
+    streams: dict[str, list[tuple[int, int, int, bytes, list[str], str, str, str]]] = {}
+    for line in proc.stdout.splitlines():
+        cols = [*line.split("\t"), *[""] * len(_QUIC_FIELDS)][: len(_QUIC_FIELDS)]
+        frame, stream, sport, dport, payload, hs_types, ja3s, ja3_fulls, snis = cols
+        if not (frame and stream and sport and dport and payload):
+            continue
+        last = lambda v: _split_agg(v)[-1]  # noqa: E731 - innermost UDP header when tunnelled
+        streams.setdefault(last(stream), []).append(
+            (
+                int(frame), int(last(sport)), int(last(dport)), bytes.fromhex(last(payload)),
+                _split_agg(hs_types), ja3s, ja3_fulls, snis,
+            )
+        )  # fmt: skip
+    conns: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for pkts in streams.values():
+        ch = next((p for p in pkts if "1" in p[4]), None)
+        if ch is None:
+            continue
+        ch_frame, cport, sport = ch[0], ch[1], ch[2]
+        if cport == sport:
+            skipped.append(f"{rel}#{ch_frame}: same port on both sides")
+            continue
+        ja3_list, full_list, sni_list = _split_agg(ch[5]), _split_agg(ch[6]), _split_agg(ch[7])
+        if len(ja3_list) > 1 or ch[4].count("1") > 1:
+            skipped.append(f"{rel}#{ch_frame}: several ClientHellos in one frame")
+            continue
+        sh_frame = next((p[0] for p in pkts if p[1] == sport and "2" in p[4]), None)
+        datagrams: list[tuple[bool, bytes]] = []
+        server_initials = 0
+        retry = False
+        version = 0
+        for frame, src, _dst, payload, *_rest in pkts:
+            ver, kind = _quic_long_type(payload)
+            if src == cport and frame <= ch_frame and kind == "initial":
+                datagrams.append((True, payload))
+                version = ver
+            elif src == sport and kind == "retry" and (sh_frame is None or frame < sh_frame):
+                retry = True
+            elif (
+                src == sport
+                and kind == "initial"
+                and not retry
+                and (server_initials == 0 if sh_frame is None else frame <= sh_frame)
+            ):
+                datagrams.append((False, payload))
+                server_initials += 1
+        if retry:  # the server's Initials use keys from the client's post-Retry DCID: leave them out
+            datagrams = [d for d in datagrams if d[0]]
+        if not any(c for c, _ in datagrams):
+            skipped.append(f"{rel}#{ch_frame}: no client Initial datagram")
+            continue
+        ja4 = ja4_map.get(ch_frame)
+        conns.append(
+            {
+                "datagrams": [[c, d.hex()] for c, d in datagrams],
+                "ja3": ja3_list[0] if ja3_list else None,
+                "ja3_full": full_list[0] if full_list else None,
+                "sni": sni_list[0] if sni_list else None,
+                "source": f"{rel}#{ch_frame}",
+                "version": version,
+                "ja4": ja4[0] if ja4 else None,
+                "ja4_source": ja4[1] if ja4 else None,
+            }
+        )
+    return {"file": rel, "conns": conns, "skipped": skipped, "tshark_rc": proc.returncode}
+
+
 _SEVERITY_ERROR = 0x00800000  # Wireshark expert-info severity "error"
 
 
@@ -377,6 +555,47 @@ def _validate_hellos(tshark: str, hellos: list[Hello]) -> list[dict[str, Any]]:
     return result
 
 
+def _validate_quic(tshark: str, conns: list[QuicConn]) -> list[dict[str, Any]]:
+    """Replay each QUIC connection alone in a clean synthetic UDP flow (port 443, the same
+    generator as the benchmark) and read it back with tshark.
+
+    Returns, per connection, the number of ClientHellos tshark dissected and the JA3 / JA3
+    full string / SNI of the first one.
+    """
+    pools = Pools(random.Random("validate"))
+    harvest = Harvest([], quic=conns)
+    with tempfile.TemporaryDirectory(prefix="tlsprobe-harvest-") as tmp:
+        path = Path(tmp) / "validate-quic.pcap"
+        with path.open("wb") as fh:
+            fh.write(pcap_global_header())
+            for idx in range(len(conns)):
+                spec = FlowSpec(idx=idx, kind="quic", start=idx * 10.0, seed=idx, quic=idx, rounds=2)
+                spec.cmac = b"\x02\x00" + idx.to_bytes(4, "big")
+                spec.cip = bytes([10, 98]) + (idx + 1).to_bytes(2, "big")
+                spec.sip = bytes([192, 0, 2, 2])
+                spec.cport, spec.sport = 40000 + idx % 20000, 443
+                spec.duration = 1.0
+                for t, frame in quic_flow(spec, pools, harvest):
+                    write_packet(fh, t, frame)
+        cmd = [
+            tshark, "-n", "-r", str(path), "-Y", "tls.handshake.type == 1",
+            "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=|",
+            "-e", "udp.stream", "-e", "tls.handshake.ja3", "-e", "tls.handshake.ja3_full",
+            "-e", "tls.handshake.extensions_server_name",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    result = [{"ja3": None, "ja3_full": None, "sni": None, "count": 0} for _ in conns]
+    for line in out.splitlines():
+        stream, ja3, ja3_full, sni = [*line.split("\t"), "", "", ""][:4]
+        if not stream:
+            continue
+        r = result[int(stream)]
+        r["count"] += 1
+        if r["count"] == 1:
+            r.update(ja3=ja3 or None, ja3_full=ja3_full or None, sni=sni or None)
+    return result
+
+
 def _parse_sni(records: bytes) -> str | None:
     """Return the server_name of a ClientHello given as TLS record(s) (None if absent)."""
     msg = bytearray()
@@ -418,6 +637,43 @@ def _corpus_files(corpus: Path) -> list[Path]:
     return unique
 
 
+def _accept_quic(tshark: str, results: list[dict[str, Any]]) -> tuple[list[QuicConn], dict[str, Any]]:
+    """Deduplicate the harvested QUIC connections (by their client datagrams) and keep those
+    that tshark reads back, replayed alone, with one ClientHello and the same JA3 and SNI."""
+    candidates: list[QuicConn] = []
+    seen: set[tuple[bytes, ...]] = set()
+    total = 0
+    for res in results:
+        for c in res["conns"]:
+            total += 1
+            conn = QuicConn(**{**c, "datagrams": tuple((bool(f), bytes.fromhex(d)) for f, d in c["datagrams"])})
+            key = tuple(d for f, d in conn.datagrams if f)
+            if key not in seen:
+                seen.add(key)
+                candidates.append(conn)
+    checks = _validate_quic(tshark, candidates) if candidates else []
+    accepted: list[QuicConn] = []
+    rejected: list[str] = []
+    for conn, ck in zip(candidates, checks, strict=True):
+        if ck["count"] == 1 and ck["ja3"] == conn.ja3 and ck["sni"] == (conn.sni or None):
+            accepted.append(conn)
+        else:
+            rejected.append(f"{conn.source}: replayed {ck}")
+    stats = {
+        "client_hellos_seen": total,
+        "distinct": len(candidates),
+        "accepted": len(accepted),
+        "rejected": rejected,
+        "skipped": [s for r in results for s in r["skipped"]],
+        "multi_datagram_hellos": sum(q.client_datagrams > 1 for q in accepted),
+        "with_server_initial": sum(q.client_datagrams < len(q.datagrams) for q in accepted),
+        "versions": sorted({f"0x{q.version:08x}" for q in accepted}),
+        "with_ja3": sum(q.ja3 is not None for q in accepted),
+        "with_third_party_ja4": sum(q.ja4 is not None for q in accepted),
+    }
+    return accepted, stats
+
+
 def harvest(
     corpus: Path = DEFAULT_CORPUS,
     tshark: str = "tshark",
@@ -454,12 +710,22 @@ def harvest(
             except (KeyError, TypeError, ValueError):
                 log(f"harvest: ignoring unreadable cache {cache}")
             else:
+                quic = [
+                    QuicConn(
+                        **{
+                            **q,
+                            "datagrams": tuple((bool(c), bytes.fromhex(d)) for c, d in q["datagrams"]),
+                        }
+                    )
+                    for q in data["quic"]
+                ]
                 log(f"harvest: using cache {cache}")
-                return Harvest(hellos=hellos, stats=data["stats"])
+                return Harvest(hellos=hellos, stats=data["stats"], quic=quic)
     t0 = time.perf_counter()
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda p: _harvest_file(tshark, corpus, p), files))
+        quic_results = list(pool.map(lambda p: _harvest_quic_file(tshark, corpus, p), files))
     candidates: list[dict[str, Any]] = []
     seen_records: set[str] = set()
     ch_total = 0
@@ -513,6 +779,7 @@ def harvest(
         if _parse_sni(variant.records) != check["sni"]:
             sni_text_differs += 1
         hellos.append(dataclasses.replace(variant, ja3=check["ja3"], ja3_full=check["ja3_full"], sni=check["sni"]))
+    quic, quic_stats = _accept_quic(tshark, quic_results)
     stats: dict[str, Any] = {
         "tshark": version,
         "corpus": str(corpus),
@@ -529,14 +796,16 @@ def harvest(
         ),
         "without_ccs": sum(not h.ccs for h in hellos),
         "flows_with_tshark_errors": [h.source for h, ck in zip(variants, checks, strict=True) if ck["error"]],
+        "quic": quic_stats,
         "harvest_seconds": round(time.perf_counter() - t0, 2),
     }
     log(
         f"harvest: {len(files)} files, {ch_total} ClientHellos, {len(candidates)} distinct, "
         f"{len(hellos)} accepted ({stats['with_server_hello']} with their ServerHello), "
-        f"{stats['harvest_seconds']} s"
+        f"{stats['harvest_seconds']} s; QUIC: {quic_stats['client_hellos_seen']} connections with a "
+        f"ClientHello, {quic_stats['distinct']} distinct, {len(quic)} accepted"
     )
-    result = Harvest(hellos, stats)
+    result = Harvest(hellos, stats, quic)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -550,6 +819,7 @@ def harvest(
                 }
                 for h in hellos
             ],
+            "quic": [{**dataclasses.asdict(q), "datagrams": [[c, d.hex()] for c, d in q.datagrams]} for q in quic],
         }
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload))
@@ -863,7 +1133,9 @@ class FlowSpec:
     use_sh: bool = False  # server flight starts with the hello's real ServerHello
     flight_extra: int = 0  # bytes of TLS records after ServerHello/CCS in the server flight
     flight_segs: int = 0
-    # UDP / ICMP / ARP
+    # QUIC
+    quic: int = -1  # index into Harvest.quic
+    # UDP / ICMP / ARP (QUIC: short-header datagrams after the Initials)
     rounds: int = 0
 
 
@@ -968,8 +1240,13 @@ def _plan_tls(spec: FlowSpec, rng: random.Random, harvest: Harvest) -> None:
     )
 
 
-def plan_flows(packets: int, flows: int, seed: int, harvest: Harvest) -> tuple[list[FlowSpec], float]:
+def plan_flows(
+    packets: int, flows: int, seed: int, harvest: Harvest, quic_share: float = QUIC_SHARE
+) -> tuple[list[FlowSpec], float]:
     """Plan all flows so that together they emit exactly ``packets`` packets.
+
+    A share ``quic_share`` of the flows are QUIC connections (when QUIC connections were
+    harvested); the other flows follow ``FLOW_MIX``.
 
     Returns the flow specs sorted by start time and the nominal capture duration.
     """
@@ -979,7 +1256,8 @@ def plan_flows(packets: int, flows: int, seed: int, harvest: Harvest) -> tuple[l
     starts = sorted(rng.uniform(0.0, duration * 0.95) for _ in range(flows))
     specs: list[FlowSpec] = []
     for idx, start in enumerate(starts):
-        kind = _pick(rng, FLOW_MIX)
+        quic = rng.random() < quic_share and bool(harvest.quic)
+        kind = "quic" if quic else _pick(rng, FLOW_MIX)
         spec = FlowSpec(idx=idx, kind=kind, start=start, seed=rng.getrandbits(64))
         spec.v6 = kind != "arp" and rng.random() < IPV6_SHARE
         spec.rtt = min(0.5, max(0.001, rng.lognormvariate(math.log(0.03), 0.8)))
@@ -997,6 +1275,12 @@ def plan_flows(packets: int, flows: int, seed: int, harvest: Harvest) -> tuple[l
             spec.syn = rng.random() >= 0.08
             spec.weight = rng.lognormvariate(0.0, 1.2)
             _plan_tls(spec, rng, harvest)
+        elif kind == "quic":
+            port = _pick(rng, QUIC_PORTS)
+            spec.sport = rng.randint(10000, 60999) if port == "high" else int(port)
+            spec.quic = rng.randrange(len(harvest.quic))
+            spec.rounds = rng.randint(3, 10)  # short-header datagrams after the Initials
+            spec.overhead = len(harvest.quic[spec.quic].datagrams) + spec.rounds
         elif kind == "tls-midflow":
             spec.sport = 443 if rng.random() < 0.8 else int(_pick(rng, TLS_PORTS[1:-1]))
             spec.syn = False
@@ -1024,7 +1308,7 @@ def plan_flows(packets: int, flows: int, seed: int, harvest: Harvest) -> tuple[l
             spec.overhead = spec.rounds
         else:  # arp
             spec.overhead = 2
-        if kind in ("tls", "tls-midflow", "http", "ssh", "tcp"):
+        if kind in ("tls", "tls-midflow", "http", "ssh", "tcp", "quic"):
             cmac, spec.cip, spec.sip, spec.cport = book.pick(rng, spec.v6, spec.sport)
         elif kind in ("dns", "ntp", "udp"):
             cmac, spec.cip, spec.sip, spec.cport = book.pick(rng, spec.v6, spec.sport, (1024, 65535))
@@ -1361,6 +1645,40 @@ def udp_flow(spec: FlowSpec, pools: Pools, harvest: Harvest) -> Packets:
         t += rng.uniform(0.5, 5.0)
 
 
+def quic_flow(spec: FlowSpec, pools: Pools, harvest: Harvest) -> Packets:
+    """A QUIC connection: its real Initial datagrams (bytes unchanged, original order),
+    then ``spec.rounds`` short-header 1-RTT-like datagrams (random bytes) both ways."""
+    rng = random.Random(spec.seed)
+    conn = harvest.quic[spec.quic]
+    c = Half(spec.cmac, GATEWAY_MAC, spec.cip, spec.sip, 64, rng.getrandbits(16))
+    s = Half(GATEWAY_MAC, spec.cmac, spec.sip, spec.cip, 57, rng.getrandbits(16))
+    t = spec.start
+    prev_client = True
+    for from_client, payload in conn.datagrams:
+        if prev_client and not from_client:
+            t += spec.rtt
+        elif not prev_client and from_client:
+            t += rng.uniform(0.0001, 0.002)
+        else:
+            t += rng.uniform(0.00001, 0.0003)
+        if from_client:
+            yield t, c.udp(spec.cport, spec.sport, payload)
+        else:
+            yield t, s.udp(spec.sport, spec.cport, payload)
+        prev_client = from_client
+    t += spec.rtt
+    gap = spec.duration / (spec.rounds + 1)
+    for _ in range(spec.rounds):
+        first = bytes([0x40 | rng.getrandbits(6)])
+        if rng.random() < 0.4:
+            n = rng.randint(30, 200) if rng.random() < 0.8 else rng.randint(200, 1200)
+            yield t, c.udp(spec.cport, spec.sport, first + pools.random(rng, n - 1))
+        else:
+            n = rng.randint(100, 1350) if rng.random() < 0.5 else 1252
+            yield t, s.udp(spec.sport, spec.cport, first + pools.random(rng, n - 1))
+        t += rng.expovariate(1.0 / max(gap, 0.0001))
+
+
 def icmp_flow(spec: FlowSpec, pools: Pools) -> Packets:
     """A few ICMP / ICMPv6 echo request/reply pairs (ping)."""
     rng = random.Random(spec.seed)
@@ -1399,6 +1717,8 @@ def flow_packets(spec: FlowSpec, pools: Pools, harvest: Harvest) -> Packets:
     """Dispatch to the generator for ``spec.kind``."""
     if spec.kind == "tls":
         return tls_flow(spec, pools, harvest)
+    if spec.kind == "quic":
+        return quic_flow(spec, pools, harvest)
     if spec.kind == "tls-midflow":
         return tls_midflow(spec, pools)
     if spec.kind == "http":
@@ -1424,11 +1744,40 @@ def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
 
+def _quic_truth(s: FlowSpec, harvest: Harvest) -> dict[str, Any]:
+    """Ground-truth line of a QUIC flow."""
+    q = harvest.quic[s.quic]
+    return {
+        "flow": s.idx,
+        "transport": "quic",
+        "ip_version": 6 if s.v6 else 4,
+        "src_ip": _ip_text(s.cip),
+        "src_port": s.cport,
+        "dst_ip": _ip_text(s.sip),
+        "dst_port": s.sport,
+        "sni": q.sni,
+        "ja3": q.ja3,
+        "ja3_full": q.ja3_full,
+        "ja4": q.ja4,
+        "ja4_source": q.ja4_source,
+        "hello_source": q.source,
+        "quic_version": f"0x{q.version:08x}",
+        "client_initial_datagrams": q.client_datagrams,
+        "server_initial_datagrams": len(q.datagrams) - q.client_datagrams,
+        "short_header_datagrams": s.rounds,
+        "flow_start": round(EPOCH_US / 1e6 + s.start, 6),
+    }
+
+
 def write_truth(path: Path, specs: list[FlowSpec], harvest: Harvest) -> int:
-    """Write one JSON line per TLS flow (client -> server); returns the line count."""
+    """Write one JSON line per TLS or QUIC flow (client -> server); returns the line count."""
     n = 0
     with path.open("w") as fh:
         for s in specs:
+            if s.kind == "quic":
+                fh.write(json.dumps(_quic_truth(s, harvest), ensure_ascii=False) + "\n")
+                n += 1
+                continue
             if s.kind != "tls":
                 continue
             h = harvest.hellos[s.hello]
@@ -1502,6 +1851,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--flows", type=int, default=None, help="flows (default packets / 50)")
     ap.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="pcap to write")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    ap.add_argument("--quic-share", type=float, default=QUIC_SHARE, help=f"share of QUIC flows (default {QUIC_SHARE})")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="capture corpus to harvest")
     ap.add_argument("--tshark", default="tshark", help="tshark binary used for the harvest")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="harvest cache file")
@@ -1514,12 +1864,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(msg, file=sys.stderr)
 
     flows = args.flows if args.flows is not None else max(1, args.packets // 50)
+    if not 0.0 <= args.quic_share <= 1.0:
+        raise SystemExit("--quic-share must be between 0 and 1")
     t0 = time.perf_counter()
     harvest_result = harvest(args.corpus, args.tshark, None if args.no_cache else args.cache, log=log)
     if not harvest_result.hellos:
         raise SystemExit("no ClientHello could be harvested from the corpus")
     t1 = time.perf_counter()
-    specs, duration = plan_flows(args.packets, flows, args.seed, harvest_result)
+    if args.quic_share > 0 and not harvest_result.quic:
+        log("warning: no QUIC connection could be harvested: the capture has no QUIC flows")
+    specs, duration = plan_flows(args.packets, flows, args.seed, harvest_result, args.quic_share)
     pools = Pools(random.Random(f"pools-{args.seed}"))
     out: Path = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1534,13 +1888,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in specs:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1
     tls = [s for s in specs if s.kind == "tls"]
+    quic = [s for s in specs if s.kind == "quic"]
     meta = {
         "capture": out.name,
         "seed": args.seed,
         "packets": stats["packets"],
         "flows": len(specs),
         "flows_by_kind": kinds,
-        "tls_flows": n_truth,
+        "truth_lines": n_truth,
+        "tls_flows": len(tls),
+        "quic_share": args.quic_share,
+        "quic_flows": len(quic),
+        "quic_packets": sum(s.overhead for s in quic),
+        "quic_initial_datagrams": sum(len(harvest_result.quic[s.quic].datagrams) for s in quic),
+        "quic_flows_ipv6": sum(s.v6 for s in quic),
+        "quic_flows_by_port": {
+            **{str(p): sum(s.sport == p for s in quic) for p in (443, 8443, 4433)},
+            "other": sum(s.sport not in (443, 8443, 4433) for s in quic),
+        },
+        "distinct_quic_connections_used": len({s.quic for s in quic}),
         "tls_flows_ipv6": sum(s.v6 for s in tls),
         "tls_flows_without_syn": sum(not s.syn for s in tls),
         "tls_hellos_split": sum(len(s.ch_segs) > 1 for s in tls),
@@ -1566,7 +1932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.with_name(out.name + ".meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     log(
         f"wrote {out} ({meta['bytes'] / 1e6:.1f} MB): {stats['packets']:,} packets, "
-        f"{len(specs):,} flows ({n_truth:,} TLS), max {stats['max_concurrent_flows']} "
+        f"{len(specs):,} flows ({len(tls):,} TLS, {len(quic):,} QUIC), max {stats['max_concurrent_flows']} "
         f"concurrent; {truth_path.name}; {t3 - t0:.1f} s (write {t3 - t2:.1f} s)"
     )
     return 0

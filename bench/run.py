@@ -12,8 +12,12 @@ For each tool it reports the best wall time of ``--repeat`` runs, packets per se
 capture's ground truth (``CAPTURE.truth.jsonl`` written by ``make_capture.py``):
 
 * tlsprobe: a ground-truth ClientHello counts as found when a JSONL record has the same
-  client -> server 5-tuple and the same ``ja3`` and ``sni``;
-* tshark: its JA3 values are matched against the ground truth's as a multiset.
+  transport (``tcp`` / ``quic``) and client -> server 5-tuple and the same ``sni``, and,
+  for TLS over TCP, the same ``ja3``. For QUIC, JA3 is not standardised: when the truth has
+  tshark's JA3 it is compared and differences are reported, but they do not count as misses;
+* tshark: its JA3 values (``tls.handshake.type==1`` includes QUIC ClientHellos) are matched
+  against the ground truth's as a multiset; its QUIC recall is the part matched by JA3
+  values of QUIC hellos (JA3 values shared with TCP hellos are credited to TCP first).
 
 Peak RSS is measured per run, separately for each tool: the tool is started with
 ``subprocess.Popen`` and reaped with ``os.wait4``, whose ``ru_maxrss`` covers exactly that
@@ -22,7 +26,8 @@ multi-process tools as well. The larger value is reported.
 
 Prints a Markdown table (machine, versions, results, tlsprobe/tshark throughput ratio);
 ``--markdown FILE`` also writes it to FILE. Exits with status 1 when tlsprobe fails or
-its recall is below 1.0, so the benchmark cannot pass by missing hellos.
+its recall is below 1.0 (TLS over TCP and QUIC together), so the benchmark cannot pass
+by missing hellos.
 
 Usage::
 
@@ -114,6 +119,16 @@ def _ip(text: Any) -> str:
 def _sni(value: Any) -> str | None:
     """Normalise an SNI value: empty or missing -> None."""
     return str(value) if value not in (None, "") else None
+
+
+def _transport(rec: dict[str, Any]) -> str:
+    """Transport of a record or truth line (older truth files have none: TCP)."""
+    return str(rec.get("transport") or "tcp")
+
+
+def _key(rec: dict[str, Any]) -> tuple[str, str, int, str, int]:
+    """(transport, client address, client port, server address, server port)."""
+    return (_transport(rec), _ip(rec["src_ip"]), int(rec["src_port"]), _ip(rec["dst_ip"]), int(rec["dst_port"]))
 
 
 # --------------------------------------------------------------------------------------
@@ -231,35 +246,55 @@ def measure(cmd: list[str], stdout_path: Path, cwd: Path | None = None) -> Run:
 
 
 def score_tlsprobe(jsonl: Path, truth: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """Match tlsprobe's JSONL records to the ground truth by 5-tuple, compare ja3 and sni."""
-    by_tuple: dict[tuple[str, int, str, int], list[dict[str, Any]]] = collections.defaultdict(list)
-    records = bad_lines = 0
+    """Match tlsprobe's JSONL records to the ground truth by transport and 5-tuple.
+
+    TLS over TCP: ``ja3`` and ``sni`` must agree. QUIC: ``sni`` must agree; tshark's JA3
+    (when the truth has one) is compared for information only.
+    """
+    by_tuple: dict[tuple[str, str, int, str, int], list[dict[str, Any]]] = collections.defaultdict(list)
+    records = bad_lines = quic_records = 0
     with jsonl.open() as fh:
         for line in fh:
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                key = (_ip(rec["src_ip"]), int(rec["src_port"]), _ip(rec["dst_ip"]), int(rec["dst_port"]))
+                key = _key(rec)
             except (ValueError, KeyError, TypeError):
                 bad_lines += 1
                 continue
             records += 1
+            quic_records += key[0] == "quic"
             by_tuple[key].append(rec)
     found = wrong = missing = dup_flows = 0
+    quic_truth = quic_found = quic_ja3_checked = quic_ja3_agree = 0
+    quic_ja3_differs: dict[str, str] = {}  # hello source -> "tshark X, tlsprobe Y"
     ja4_checked = ja4_agree = 0
     ja4_differs: dict[str, str] = {}  # hello source -> "expected X, got Y" (distinct hellos)
     examples: list[str] = []
     truth_keys = set()
     for t in truth:
-        key = (_ip(t["src_ip"]), int(t["src_port"]), _ip(t["dst_ip"]), int(t["dst_port"]))
+        key = _key(t)
+        quic = key[0] == "quic"
+        quic_truth += quic
         truth_keys.add(key)
         recs = by_tuple.get(key, [])
         if len(recs) > 1:
             dup_flows += 1
-        hit = next((r for r in recs if r.get("ja3") == t["ja3"] and _sni(r.get("sni")) == _sni(t["sni"])), None)
+        same_sni = [r for r in recs if _sni(r.get("sni")) == _sni(t["sni"])]
+        hit = next((r for r in same_sni if r.get("ja3") == t["ja3"]), None)
+        if hit is None and quic:
+            hit = next(iter(same_sni), None)
         if hit is not None:
             found += 1
+            if quic:
+                quic_found += 1
+                if t.get("ja3"):
+                    quic_ja3_checked += 1
+                    if hit.get("ja3") == t["ja3"]:
+                        quic_ja3_agree += 1
+                    else:
+                        quic_ja3_differs[str(t.get("hello_source"))] = f"tshark {t['ja3']}, tlsprobe {hit.get('ja3')}"
             if t.get("ja4"):
                 ja4_checked += 1
                 if hit.get("ja4") == t["ja4"]:
@@ -279,15 +314,26 @@ def score_tlsprobe(jsonl: Path, truth: list[dict[str, Any]]) -> tuple[int, dict[
         else:
             missing += 1
             if len(examples) < 5:
-                examples.append(f"{key}: no record ({t.get('hello_source')}, segments {t.get('ch_segments')})")
+                how = (
+                    f"Initial datagrams {t.get('client_initial_datagrams')}"
+                    if quic
+                    else f"segments {t.get('ch_segments')}"
+                )
+                examples.append(f"{key}: no record ({t.get('hello_source')}, {how})")
     extra = sum(len(v) for k, v in by_tuple.items() if k not in truth_keys)
     return found, {
         "records": records,
+        "quic_records": quic_records,
         "unparsable_lines": bad_lines,
         "wrong_values": wrong,
         "missing": missing,
         "flows_with_several_records": dup_flows,
         "records_not_in_truth": extra,
+        "quic_truth": quic_truth,
+        "quic_found": quic_found,
+        "quic_ja3_checked": quic_ja3_checked,
+        "quic_ja3_agree": quic_ja3_agree,
+        "quic_ja3_differs": quic_ja3_differs,
         "ja4_checked": ja4_checked,
         "ja4_agree": ja4_agree,
         "ja4_differs": ja4_differs,
@@ -296,36 +342,59 @@ def score_tlsprobe(jsonl: Path, truth: list[dict[str, Any]]) -> tuple[int, dict[
 
 
 def score_tshark(out: Path, truth: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """Match tshark's JA3 values against the ground truth's, as multisets."""
+    """Match tshark's JA3 values against the ground truth's, as multisets.
+
+    The QUIC part of the matches is, per JA3 value, what is left after crediting the TCP
+    hellos with that value (QUIC and TCP hellos rarely share a JA3: QUIC adds extension 57).
+    """
     got: collections.Counter[str] = collections.Counter()
     with out.open() as fh:
         for line in fh:
             for value in line.strip().split(","):
                 if value:
                     got[value] += 1
-    want = collections.Counter(t["ja3"] for t in truth)
+    want = collections.Counter(t["ja3"] for t in truth if t.get("ja3"))
+    tcp_want = collections.Counter(t["ja3"] for t in truth if t.get("ja3") and _transport(t) != "quic")
+    quic_want = collections.Counter(t["ja3"] for t in truth if t.get("ja3") and _transport(t) == "quic")
     matched = sum((got & want).values())
-    return matched, {"ja3_values": sum(got.values()), "unmatched_values": sum((got - want).values())}
+    quic_matched = sum(max(0, min(got[v], want[v]) - tcp_want[v]) for v in quic_want)
+    return matched, {
+        "ja3_values": sum(got.values()),
+        "unmatched_values": sum((got - want).values()),
+        "quic_truth": sum(_transport(t) == "quic" for t in truth),
+        "quic_found": quic_matched,
+        "quic_ja3_shared_with_tcp": len(set(quic_want) & set(tcp_want)),
+        "quic_distinct": len({t.get("hello_source") for t in truth if _transport(t) == "quic"}),
+    }
 
 
 def diagnose_tshark(tshark: str, capture: Path, truth: list[dict[str, Any]]) -> dict[str, int]:
     """Untimed extra tshark pass with addresses: break tshark's misses down by cause."""
     cmd = [
         tshark, "-n", "-r", str(capture), "-Y", TSHARK_FILTER, "-T", "fields", "-E", "separator=/t",
-        "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "tls.handshake.ja3",
+        "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "udp.srcport", "-e", "tls.handshake.ja3",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
     seen: set[tuple[str, int, str]] = set()
     for line in out.splitlines():
-        v4, v6, port, ja3s = [*line.split("\t"), "", "", "", ""][:4]
+        v4, v6, tport, uport, ja3s = [*line.split("\t"), "", "", "", "", ""][:5]
+        port = tport or uport
         if port:
             for ja3 in ja3s.split(","):
                 seen.add((_ip(v4 or v6), int(port), ja3))
     causes: collections.Counter[str] = collections.Counter()
-    for t in truth:
+    replayed: set[str] = set()  # QUIC connections already replayed earlier (same DCID)
+    for t in sorted(truth, key=lambda t: t.get("flow_start", 0)):
+        quic_seen_before = _transport(t) == "quic" and t.get("hello_source") in replayed
+        if _transport(t) == "quic":
+            replayed.add(str(t.get("hello_source")))
         if (_ip(t["src_ip"]), int(t["src_port"]), t["ja3"]) in seen:
             continue
-        if t["dst_port"] == 8080:
+        if quic_seen_before:
+            causes["QUIC connection replayed earlier in the capture (same DCID)"] += 1
+        elif _transport(t) == "quic":
+            causes["QUIC, first replay of the connection"] += 1
+        elif t["dst_port"] == 8080:
             causes["port 8080 (decoded as HTTP)"] += 1
         elif t.get("ch_out_of_order"):
             causes["ClientHello segments out of order"] += 1
@@ -404,6 +473,7 @@ def render(
     results: list[ToolResult],
     repeat: int,
     tshark_causes: dict[str, int] | None,
+    quic_n: int = 0,
 ) -> str:
     """The Markdown report."""
     size_mb = capture.stat().st_size / 1e6
@@ -413,7 +483,12 @@ def render(
         "",
         f"Capture: {_fmt_int(packets)} packets, "
         + (f"{_fmt_int(flows)} flows, " if flows else "")
-        + (f"{_fmt_int(truth_n)} TLS ClientHellos in the ground truth, " if truth_n else "no ground truth, ")
+        + (
+            f"{_fmt_int(truth_n)} ClientHellos in the ground truth ({_fmt_int(truth_n - quic_n)} TLS over TCP, "
+            f"{_fmt_int(quic_n)} QUIC), "
+            if truth_n
+            else "no ground truth, "
+        )
         + f"{size_mb:,.1f} MB"
         + (f" (`make_capture.py --seed {meta['seed']}`)" if "seed" in meta else "")
         + ".",
@@ -423,21 +498,26 @@ def render(
         + f", {info['os']}; Python {info['python']}, TShark {info.get('tshark', '-')}, "
         f"tlsprobe {info.get('tlsprobe', '-')}" + (f" (commit {info['commit']})" if "commit" in info else "") + ".",
         "",
-        f"| tool | wall time (best of {repeat}) | packets/s | peak RSS | ClientHellos found | recall |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| tool | wall time (best of {repeat}) | packets/s | peak RSS | ClientHellos found | recall "
+        "| QUIC found | QUIC recall |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     pps: dict[str, float] = {}
     for res in results:
         best = res.best
         if best is None:
-            lines.append(f"| {res.name} | failed | - | - | - | - |")
+            lines.append(f"| {res.name} | failed | - | - | - | - | - | - |")
             continue
         pps[res.name] = packets / best.wall
         recall = f"{res.found / truth_n:.4f}" if res.found is not None and truth_n else "-"
         found = f"{_fmt_int(res.found)} / {_fmt_int(truth_n)}" if res.found is not None else "-"
+        q_found, q_recall = "-", "-"
+        if res.found is not None and quic_n and "quic_found" in res.detail:
+            q = res.detail["quic_found"]
+            q_found, q_recall = f"{_fmt_int(q)} / {_fmt_int(quic_n)}", f"{q / quic_n:.4f}"
         lines.append(
             f"| {res.name} | {best.wall:.2f} s | {_fmt_int(pps[res.name])} | "
-            f"{res.peak_rss_kib / 1024:,.0f} MiB | {found} | {recall} |"
+            f"{res.peak_rss_kib / 1024:,.0f} MiB | {found} | {recall} | {q_found} | {q_recall} |"
         )
     lines.append("")
     if "tlsprobe" in pps and "tshark" in pps:
@@ -460,6 +540,15 @@ def render(
                 f"flows outside the truth, {d['flows_with_several_records']} truth flows with >1 record"
                 + (f"; JA4 agrees with the corpus' third-party JA4 on {d['ja4_agree']}/{d['ja4_checked']}")
             )
+            if d["quic_truth"]:
+                notes.append(
+                    f"tlsprobe QUIC: {_fmt_int(d['quic_records'])} QUIC records, {d['quic_found']}/{d['quic_truth']} "
+                    f"QUIC hellos found (matched on SNI); JA3 equals tshark's on {d['quic_ja3_agree']}/"
+                    f"{d['quic_ja3_checked']} (informational: JA3 over QUIC is not standardised)"
+                )
+                if d["quic_ja3_differs"]:
+                    notes.append("tlsprobe JA3 differs from tshark's for these QUIC hellos (informational):")
+                    notes.extend(f"  - `{src}`: {txt}" for src, txt in sorted(d["quic_ja3_differs"].items()))
             notes.extend(f"  - {e}" for e in d["examples"])
             if d["ja4_differs"]:
                 notes.append("tlsprobe JA4 differs from the corpus' third-party JA4 for these hellos (informational):")
@@ -467,6 +556,18 @@ def render(
         if res.name == "tshark" and d:
             notes.append(
                 f"tshark: {_fmt_int(d['ja3_values'])} JA3 values printed, {d['unmatched_values']} not in the truth"
+                + (
+                    f"; QUIC: {d['quic_found']}/{d['quic_truth']} matched by JA3 (the QUIC flows replay "
+                    f"{d['quic_distinct']} distinct corpus connections and tshark ties an Initial whose DCID it "
+                    "has already seen to the earlier connection, mostly without reporting its ClientHello again)"
+                    + (
+                        f" ({d['quic_ja3_shared_with_tcp']} QUIC JA3 values also occur on TCP, credited to TCP first)"
+                        if d["quic_ja3_shared_with_tcp"]
+                        else ""
+                    )
+                    if d["quic_truth"]
+                    else ""
+                )
             )
         messages = {
             line.strip()
@@ -574,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
             res.found, res.detail = score_tshark(out_file, truth)
 
     causes = diagnose_tshark(tshark, capture, truth) if args.diagnose and tshark and truth else None
-    report = render(capture, packets, meta, len(truth), machine_info(tshark), results, repeat, causes)
+    quic_n = sum(_transport(t) == "quic" for t in truth)
+    report = render(capture, packets, meta, len(truth), machine_info(tshark), results, repeat, causes, quic_n)
     print(report)
     if args.markdown:
         args.markdown.write_text(report)
@@ -589,7 +691,12 @@ def main(argv: list[str] | None = None) -> int:
         print("FAIL: no ground truth, tlsprobe recall unknown", file=sys.stderr)
         return 1
     if tp.found is None or tp.found < len(truth):
-        print(f"FAIL: tlsprobe recall {tp.found or 0}/{len(truth)} < 1.0", file=sys.stderr)
+        q = tp.detail.get("quic_found", 0)
+        print(
+            f"FAIL: tlsprobe recall {tp.found or 0}/{len(truth)} < 1.0 (QUIC {q}/{quic_n}, "
+            f"TLS over TCP {(tp.found or 0) - q}/{len(truth) - quic_n})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
