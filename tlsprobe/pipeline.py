@@ -25,7 +25,7 @@ from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
 from tlsprobe.detect.engine import RuleSet
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
 from tlsprobe.flow.quic import QuicTracker
-from tlsprobe.flow.table import Flow, FlowTable, reverse_key
+from tlsprobe.flow.table import Flow, FlowTable, key_endpoint, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
@@ -262,10 +262,8 @@ class Analyzer:
         ch = tracker.client_hello
         if ch is None or tracker.client is None:
             return
-        n = 4 if ipv == 4 else 16
-        ends = [(first_key[:n], (first_key[2 * n] << 8) | first_key[2 * n + 1]),
-                (first_key[n : 2 * n], (first_key[2 * n + 2] << 8) | first_key[2 * n + 3])]
-        (cip, cport), (sip, sport) = ends[tracker.client], ends[1 - tracker.client]
+        cip, cport = key_endpoint(first_key, ipv, tracker.client)
+        sip, sport = key_endpoint(first_key, ipv, 1 - tracker.client)
         rec = HandshakeRecord(
             ts=tracker.ch_ts if tracker.ch_ts is not None else tracker.first_ts,
             src_ip=ip_text(cip), src_port=cport, dst_ip=ip_text(sip), dst_port=sport,

@@ -16,6 +16,15 @@ def reverse_key(key: bytes, addr_len: int) -> bytes:
     return b + a + ports[2:4] + ports[0:2]
 
 
+def key_endpoint(key: bytes, ip_version: int, d: int) -> tuple[bytes, int]:
+    """(address, port) of the sender of direction ``d`` of a directional flow key
+    (``src + dst + sport + dport``; direction 0 is the key's own)."""
+    n = 4 if ip_version == 4 else 16
+    if d == 0:
+        return key[:n], (key[2 * n] << 8) | key[2 * n + 1]
+    return key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+
+
 class Flow:
     """One TCP connection.  Direction 0 sent the first packet we saw.
 
@@ -63,11 +72,7 @@ class Flow:
 
     def endpoint(self, d: int) -> tuple[bytes, int]:
         """(address, port) of the side that sends direction ``d``."""
-        n = 4 if self.ip_version == 4 else 16
-        key = self.key
-        if d == 0:
-            return key[:n], (key[2 * n] << 8) | key[2 * n + 1]
-        return key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+        return key_endpoint(self.key, self.ip_version, d)
 
     def release(self) -> None:
         """Drop per-flow analysis state once the handshake is in; keep the key for skipping."""
