@@ -1,10 +1,12 @@
-"""Command line: ``tlsprobe analyze``, ``tlsprobe anomalies``, ``tlsprobe rules``, ``tlsprobe --version``.
+"""Command line: ``tlsprobe analyze``, ``sniff``, ``anomalies``, ``rules``, ``tlsprobe --version``.
 
 A thin layer: it parses options, picks a sink, and maps outcomes to exit codes.  Data
 goes to stdout (or ``-o``), diagnostics to stderr.
 
-Exit codes: 0 success; 1 internal error; 2 usage error or an unreadable capture (the
-other captures are still analysed); 130 interrupted.  A closed stdout (``| head``)
+Exit codes: 0 success; 1 internal error; 2 usage error, an unreadable capture (the
+other captures are still analysed) or a live capture that cannot start; 3 a live
+capture ended because an interface went down; 130 interrupted (``analyze``; a live
+capture stops cleanly on Ctrl-C with 0).  A closed stdout (``| head``)
 ends the run quietly with 0.  No traceback is ever printed unless ``TLSPROBE_DEBUG``
 is set.
 """
@@ -25,6 +27,7 @@ from rich.console import Console
 from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
 from tlsprobe.detect import Problem, RuleError, RuleSet, collect_packs
+from tlsprobe.errors import CaptureError
 from tlsprobe.pipeline import Stats
 from tlsprobe.sinks import FORMATS, Sink, make_sink
 from tlsprobe.sinks.progress import RunProgress
@@ -33,7 +36,7 @@ from tlsprobe.sinks.summary import print_summary, write_summary_json
 from tlsprobe.sinks.table import no_color_requested
 from tlsprobe.text import markdown_escape, terminal_safe
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_IFACE_DOWN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class Failure(click.ClickException):
@@ -164,6 +167,90 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
             raise Failure(f"cannot write {summary_json}: {exc.strerror or exc}") from None
     if result.errors:
         raise SystemExit(EXIT_INPUT)
+
+
+LINK_NAMES = {1: "Ethernet", 101: "raw IP", 147: "unknown link type"}
+
+
+@cli.command()
+@click.argument("expression", nargs=-1, metavar="[BPF EXPRESSION...]")
+@click.option("-i", "--interface", "interfaces", multiple=True, required=True, metavar="IFACE",
+              help="Capture on IFACE (repeatable; 'any' for every interface present).")
+@click.option("-f", "--filter", "bpf", metavar="BPF",
+              help="Capture filter in tcpdump syntax, e.g. 'tcp or udp' (also as trailing words).")
+@click.option("-F", "--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format [default: table on a terminal, else jsonl].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write records to FILE instead of stdout.")
+@click.option("-w", "--write", type=click.Path(dir_okay=False),
+              help="Also write the captured packets to FILE (pcap; pcapng for *.pcapng or mixed link types).")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after N packets.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after SECONDS.")
+@click.option("--handshakes", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
+@click.option("-p", "--no-promisc", is_flag=True, help="Do not put the interface into promiscuous mode.")
+@click.option("-B", "--buffer-size", type=click.IntRange(min=1, max=2047), default=32, show_default=True,
+              metavar="MIB", help="Kernel receive buffer per interface, in MiB.")
+@click.option("-q", "--quiet", is_flag=True, help="No start line and no summary on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, allow_dash=False),
+              help="Also write the run summary as JSON to FILE.")
+@click.option("--only-intercepted", is_flag=True, help="Output only handshakes with an interception verdict.")
+@click.option("--http", is_flag=True,
+              help="Also report plain HTTP requests on any port (kind: http), checked for block pages.")
+@click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
+              help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
+def sniff(expression: tuple[str, ...], interfaces: tuple[str, ...], bpf: str | None, fmt: str | None,
+          output: str | None, write: str | None, count: int | None, duration: float | None,
+          handshakes: int | None, no_promisc: bool, buffer_size: int, quiet: bool, summary_json: str | None,
+          only_intercepted: bool, http: bool, rules_paths: tuple[str, ...]) -> None:
+    """Capture live traffic and print every handshake as soon as its verdict is final.
+
+    The same records as 'analyze', flushed one by one.  Ctrl-C (or SIGTERM, --count,
+    --duration, --handshakes) stops cleanly: open handshakes are emitted, the pcap file
+    is closed, the summary (with the kernel's drop count) goes to stderr, exit code 0.
+    An interface going down ends the capture the same way with exit code 3.  Needs
+    root or CAP_NET_RAW.
+    """
+    from tlsprobe.live import SniffOptions, StopFlag, stop_on_signals
+    from tlsprobe.live import sniff as run_sniff
+
+    if bpf and expression:
+        raise Failure("give the capture filter either with -f or as trailing words, not both")
+    options = SniffOptions(interfaces, bpf or (" ".join(expression) or None), write, count or 0, duration,
+                           handshakes or 0, not no_promisc, buffer_size << 20, rules_paths, http)
+    try:
+        with _output(output) as out, stop_on_signals(StopFlag()) as stop:
+            to_terminal = out.isatty()
+            sink: Sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out, flush=True)
+            if only_intercepted:
+                sink = OnlyIntercepted(sink)
+
+            def started(opened: list[tuple[str, int]]) -> None:
+                if quiet:
+                    return
+                where = ", ".join(f"{name} ({LINK_NAMES.get(lt, lt)})" for name, lt in opened)
+                filt = f", filter {options.bpf!r}" if options.bpf else ""
+                click.echo(terminal_safe(f"tlsprobe: listening on {where}{filt}; Ctrl-C to stop", 2000), err=True)
+
+            result = run_sniff(options, sink, stop=stop, on_start=started)
+            sink.close()
+    except BrokenPipeError:
+        raise click.exceptions.Exit(EXIT_OK) from None
+    except CaptureError as exc:
+        raise Failure(str(exc)) from None
+    summary = result.summary()
+    if result.interface_error:
+        _error(result.interface_error)
+    if not quiet:
+        print_summary(summary, sys.stderr)
+    if summary_json is not None:
+        try:
+            with open(summary_json, "w", encoding="utf-8") as f:
+                write_summary_json(summary, f)
+        except OSError as exc:
+            raise Failure(f"cannot write {summary_json}: {exc.strerror or exc}") from None
+    if result.interface_error:
+        raise SystemExit(EXIT_IFACE_DOWN)
 
 
 @cli.command()

@@ -212,6 +212,16 @@ class Analyzer:
             while ready:
                 yield ready.popleft()
 
+    def tick(self, now: float) -> Iterator[Record]:
+        """The clock reached ``now`` with no packet: close the evidence windows and idle
+        flows that ended by then (a live capture calls this while the network is quiet,
+        so a verdict does not wait for the next packet)."""
+        now = max(now, self._now)
+        if now >= self._next_timer:
+            self._timers(now)
+        while self.ready:
+            yield self.ready.popleft()
+
     def finish(self) -> Iterator[Record]:
         """End of input: emit every handshake still open, in time order."""
         pending = []

@@ -40,6 +40,10 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
     hs = summary.get("handshakes", 0)
     share = float(summary.get("non_standard_port_share") or 0.0)
     pps = summary.get("packets_per_second")
+    live = summary.get("live")
+    if live:
+        names = ", ".join(terminal_safe(str(n), 64) for n in live.get("interfaces") or [])
+        files = f"captured on {names or 'nothing'}"
     lines = [
         f"tlsprobe: {files}, {_n(summary.get('packets', 0))} packets, "
         f"{_n(summary.get('flows', 0))} flows, {_n(hs)} handshakes "
@@ -49,6 +53,14 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         f"intercepted: {_n(summary.get('intercepted', 0))} handshake"
         f"{'s' if summary.get('intercepted') != 1 else ''}",
     ]
+    if live:
+        received, dropped = int(live.get("kernel_received") or 0), int(live.get("kernel_dropped") or 0)
+        share = dropped / (received + dropped) if received + dropped else 0.0
+        lines.append(f"kernel: {_n(received)} packets received, {_n(dropped)} dropped ({share:.2%})"
+                     + (f"; {_n(live.get('written', 0))} written to {terminal_safe(str(live['pcap']), 400)}"
+                        if live.get("pcap") else ""))
+        why = f" ({terminal_safe(str(live['interface_error']), 400)})" if live.get("interface_error") else ""
+        lines.append(f"stopped by: {terminal_safe(str(live.get('stopped_by') or 'end'), 200)}{why}")
     findings = summary.get("port_comparison") or []
     if findings:
         lines.append("port and SNI comparison (fails on one, succeeds on another):")
