@@ -95,8 +95,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
-              help="Output format [default: table on a terminal, else jsonl].")
+@click.option("-f", "-F", "--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format [default: table on a terminal, else jsonl] (-F as in 'sniff').")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write records to FILE instead of stdout.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
