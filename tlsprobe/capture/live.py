@@ -1,8 +1,8 @@
 """Live capture: raw frames from network interfaces, through scapy's Linux packet sockets.
 
 scapy opens the sockets (interface lookup, promiscuous mode, BPF filter compiled by
-libpcap or tcpdump, kernel timestamps, VLAN tags restored from the auxiliary data);
-frames go on as bytes, never dissected.  :meth:`LiveCapture.batches` yields the frames
+libpcap or tcpdump); frames are read here, with their kernel timestamps and the VLAN
+tags the kernel stripped, and go on as bytes, never dissected.  :meth:`LiveCapture.batches` yields the frames
 that are waiting - possibly none - at least every ``tick`` seconds, so the caller can
 advance its timers while the network is quiet.
 """
@@ -34,6 +34,14 @@ RECV_SIZE = 262144
 # Frames read from one socket before the others get their turn.
 BATCH = 256
 LINKTYPE_USER0 = 147
+SO_TIMESTAMPNS = 35
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+_TIMESPEC = struct.Struct("qq")
+_AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
+_VLAN = struct.Struct("!HH")
+_ANCILLARY = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(_AUXDATA.size)
 
 # ARPHRD_* (the socket's hardware type) -> LINKTYPE_* of the frames a raw packet
 # socket returns.  Tunnels and tun devices hand over bare IP packets.
@@ -112,6 +120,8 @@ class LiveCapture:
                 raise LiveCaptureError(
                     f"no such interface: {name} (available: {', '.join(known) or 'none'}; 'any' for all)")
         self.bpf = bpf
+        self._buffer = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buffer)
         self._sockets: list[_Socket] = []
         self.kernel_received = 0
         self.kernel_dropped = 0
@@ -122,6 +132,9 @@ class LiveCapture:
                 except Exception as exc:  # scapy raises its own types for filters and OSError otherwise
                     raise _open_error(name, exc) from None
                 fd = sock.ins
+                # scapy asks for both; make sure, since the frames are read here
+                fd.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                fd.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 _set_buffer(fd, buffer_bytes)
                 fd.setblocking(False)
                 hatype = fd.getsockname()[3]
@@ -152,11 +165,20 @@ class LiveCapture:
             yield batch
 
     def _drain(self, s: _Socket, batch: list[tuple[Packet, str]]) -> None:
-        recv = s.sock._recv_raw
-        fd, linktype, name, loopback = s.fd, s.linktype, s.name, s.loopback
+        """Read what is queued on one socket (at most :data:`BATCH` frames).
+
+        ``recvmsg_into`` a buffer allocated once: a fresh 256 KiB buffer per frame would
+        cost more than analysing the frame.  The kernel timestamp and a VLAN tag it
+        stripped come in the ancillary data (as scapy reads them; done here so that
+        no per-frame scapy code runs)."""
+        recv = s.fd.recvmsg_into
+        buffers = [self._buffer]
+        view = self._view
+        linktype, name, loopback = s.linktype, s.name, s.loopback
+        append = batch.append
         for _ in range(BATCH):
             try:
-                frame, addr, ts = recv(fd, RECV_SIZE)
+                size, ancillary, _flags, addr = recv(buffers, _ANCILLARY)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -165,7 +187,19 @@ class LiveCapture:
                 raise
             if loopback and addr[2] == PACKET_OUTGOING:
                 continue  # loopback shows every frame twice: keep the incoming copy
-            batch.append(((ts if ts is not None else time.time(), linktype, frame), name))
+            frame = bytes(view[:size])
+            ts = 0.0
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    sec, nsec = _TIMESPEC.unpack_from(data)
+                    ts = sec + nsec * 1e-9
+                elif level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUXDATA.size:
+                    status, _, _, _, _, tci, tpid = _AUXDATA.unpack_from(data)
+                    if (tci or status & TP_STATUS_VLAN_VALID) and len(frame) >= 12:
+                        if not status & TP_STATUS_VLAN_TPID_VALID:
+                            tpid = 0x8100
+                        frame = frame[:12] + _VLAN.pack(tpid, tci) + frame[12:]
+            append(((ts or time.time(), linktype, frame), name))
 
     def statistics(self) -> tuple[int, int]:
         """(received, dropped) by the kernel for our sockets since the start."""

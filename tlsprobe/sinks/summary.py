@@ -55,7 +55,7 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
     ]
     if live:
         received, dropped = int(live.get("kernel_received") or 0), int(live.get("kernel_dropped") or 0)
-        share = dropped / (received + dropped) if received + dropped else 0.0
+        share = dropped / received if received else 0.0  # the kernel counts drops among the received
         lines.append(f"kernel: {_n(received)} packets received, {_n(dropped)} dropped ({share:.2%})"
                      + (f"; {_n(live.get('written', 0))} written to {terminal_safe(str(live['pcap']), 400)}"
                         if live.get("pcap") else ""))

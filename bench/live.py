@@ -1,0 +1,146 @@
+"""How many packets per second ``tlsprobe sniff`` keeps up with before the kernel drops.
+
+Replays the benchmark capture (``bench/make_capture.py``: real TLS and QUIC traffic,
+1M packets) with ``tcpreplay`` into one end of a veth pair inside a network namespace
+of its own, while ``tlsprobe sniff`` captures on the other end; at each offered rate
+it reads the kernel's drop counter (PACKET_STATISTICS, in the summary) and how many
+of the replayed handshakes came out.  Needs root and tcpreplay (``apt-get install
+tcpreplay``).  Nothing leaves the namespace.
+
+    sudo python3 bench/live.py --rates 20000,50000,80000,120000 --packets 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+NS = f"tp-bench-{os.getpid()}"
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[None]:
+    sh("ip", "netns", "add", NS)
+    try:
+        sh("ip", "-n", NS, "link", "add", "replay0", "type", "veth", "peer", "name", "sniff0")
+        for dev in ("replay0", "sniff0", "lo"):
+            sh("ip", "-n", NS, "link", "set", dev, "up")
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+def offline_handshakes(pcap: Path, packets: int, tmp: Path) -> tuple[Path, int]:
+    """The first ``packets`` packets as a capture of their own, and the handshakes
+    ``tlsprobe analyze`` finds in it: what a capture with no drop must yield."""
+    from tlsprobe import iter_records
+    from tlsprobe.capture.files import CaptureFile
+    from tlsprobe.capture.writer import PcapWriter
+
+    head = tmp / "head.pcap"
+    writer = None
+    for n, (ts, linktype, frame) in enumerate(CaptureFile(str(pcap))):
+        if n == packets:
+            break
+        writer = writer or PcapWriter(str(head), linktype)
+        writer.write(ts, linktype, frame)
+    assert writer is not None
+    writer.close()
+    return head, sum(1 for _ in iter_records([str(head)]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, Any]:
+    summary = jobs_dir / f"summary-{rate}.json"
+    sniff = subprocess.Popen(
+        ["ip", "netns", "exec", NS, sys.executable, "-m", "tlsprobe", "sniff", "-i", "sniff0", "-F", "jsonl",
+         "-o", os.devnull, "--summary-json", str(summary)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert sniff.stderr is not None
+    err = b""
+    while b"listening on" not in err:
+        if sniff.poll() is not None or not select.select([sniff.stderr], [], [], 20)[0]:
+            raise SystemExit(f"sniff did not start: {err.decode(errors='replace')}")
+        err += os.read(sniff.stderr.fileno(), 4096)
+    replay = subprocess.run(["ip", "netns", "exec", NS, "tcpreplay", "-i", "replay0", f"--pps={rate}",
+                             f"--limit={packets}", str(pcap)], capture_output=True, text=True)
+    time.sleep(3)  # let sniff drain its socket buffer and close the last windows
+    cpu = cpu_seconds(sniff.pid)  # `ip netns exec` execs python: same pid
+    sniff.send_signal(signal.SIGINT)
+    sniff.communicate(timeout=120)
+    data = json.loads(summary.read_text())
+    achieved = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
+    live = data["live"]
+    seen = live["kernel_received"]
+    return {
+        "offered_pps": rate,
+        "achieved_pps": round(float(achieved.group(1))) if achieved else None,
+        "replayed": packets,
+        "kernel_received": seen,
+        "kernel_dropped": live["kernel_dropped"],
+        "drop_share": round(live["kernel_dropped"] / max(1, seen), 4),  # tp_packets counts drops too
+        "analysed": data["packets"],
+        "handshakes": data["handshakes"],
+        "sniff_cpu_s": round(cpu, 2),
+        "sniff_us_per_packet": round(cpu / max(1, data["packets"]) * 1e6, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pcap", type=Path, default=HERE / "out" / "bench.pcap",
+                    help="capture to replay (default: bench/out/bench.pcap from bench/make_capture.py)")
+    ap.add_argument("--rates", default="20000,40000,60000,80000,100000,140000",
+                    help="offered packets per second, comma-separated")
+    ap.add_argument("--packets", type=int, default=300_000, help="packets replayed per rate")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/live.py needs root (network namespace, packet sockets)")
+    if not args.pcap.exists():
+        raise SystemExit(f"{args.pcap} missing: run python3 bench/make_capture.py first")
+    rows = []
+    with namespace(), tempfile.TemporaryDirectory() as tmp:
+        head, want = offline_handshakes(args.pcap, args.packets, Path(tmp))
+        for rate in (int(r) for r in args.rates.split(",")):
+            row = one_rate(head, rate, args.packets, Path(tmp))
+            row["expected_handshakes"] = want
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    if args.markdown:
+        print("| offered pps | achieved pps | kernel dropped | drop share | handshakes (offline) | sniff CPU s "
+              "| µs CPU per packet |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['offered_pps']:,} | {r['achieved_pps'] or 0:,} | {r['kernel_dropped']:,} | "
+                  f"{r['drop_share']:.2%} | {r['handshakes']:,} ({r['expected_handshakes'] or '?'}) | "
+                  f"{r['sniff_cpu_s']} | {r['sniff_us_per_packet']} |")
+    else:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
