@@ -72,6 +72,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a running process (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, Any]:
     summary = jobs_dir / f"summary-{rate}.json"
     sniff = subprocess.Popen(
@@ -88,6 +96,7 @@ def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, A
                              f"--limit={packets}", str(pcap)], capture_output=True, text=True)
     time.sleep(3)  # let sniff drain its socket buffer and close the last windows
     cpu = cpu_seconds(sniff.pid)  # `ip netns exec` execs python: same pid
+    rss = peak_rss_mib(sniff.pid)
     sniff.send_signal(signal.SIGINT)
     sniff.communicate(timeout=120)
     data = json.loads(summary.read_text())
@@ -105,6 +114,7 @@ def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, A
         "handshakes": data["handshakes"],
         "sniff_cpu_s": round(cpu, 2),
         "sniff_us_per_packet": round(cpu / max(1, data["packets"]) * 1e6, 1),
+        "peak_rss_mib": round(rss, 1),
     }
 
 
@@ -131,12 +141,12 @@ def main() -> int:
             print(json.dumps(row), file=sys.stderr)
     if args.markdown:
         print("| offered pps | achieved pps | kernel dropped | drop share | handshakes (offline) | sniff CPU s "
-              "| µs CPU per packet |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+              "| µs CPU per packet | peak RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['offered_pps']:,} | {r['achieved_pps'] or 0:,} | {r['kernel_dropped']:,} | "
                   f"{r['drop_share']:.2%} | {r['handshakes']:,} ({r['expected_handshakes'] or '?'}) | "
-                  f"{r['sniff_cpu_s']} | {r['sniff_us_per_packet']} |")
+                  f"{r['sniff_cpu_s']} | {r['sniff_us_per_packet']} | {r['peak_rss_mib']} |")
     else:
         print(json.dumps(rows, indent=1))
     return 0
