@@ -1,8 +1,9 @@
 """How many packets per second ``tlsprobe sniff`` keeps up with before the kernel drops.
 
 Replays the benchmark capture (``bench/make_capture.py``: real TLS and QUIC traffic,
-1M packets) with ``tcpreplay`` into one end of a veth pair inside a network namespace
-of its own, while ``tlsprobe sniff`` captures on the other end; at each offered rate
+1M packets) with ``tcpreplay`` inside a network namespace of its own - into its
+loopback (``--on lo``, the default) or into one end of a veth pair (``--on veth``) -
+while ``tlsprobe sniff`` captures on loopback or the pair's other end; at each offered rate
 it reads the kernel's drop counter (PACKET_STATISTICS, in the summary) and how many
 of the replayed handshakes came out.  Needs root and tcpreplay (``apt-get install
 tcpreplay``).  Nothing leaves the namespace.
@@ -80,10 +81,11 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, Any]:
+def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path, on: str) -> dict[str, Any]:
+    replay_if, sniff_if = ("lo", "lo") if on == "lo" else ("replay0", "sniff0")
     summary = jobs_dir / f"summary-{rate}.json"
     sniff = subprocess.Popen(
-        ["ip", "netns", "exec", NS, sys.executable, "-m", "tlsprobe", "sniff", "-i", "sniff0", "-F", "jsonl",
+        ["ip", "netns", "exec", NS, sys.executable, "-m", "tlsprobe", "sniff", "-i", sniff_if, "-F", "jsonl",
          "-o", os.devnull, "--summary-json", str(summary)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert sniff.stderr is not None
@@ -92,7 +94,7 @@ def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path) -> dict[str, A
         if sniff.poll() is not None or not select.select([sniff.stderr], [], [], 20)[0]:
             raise SystemExit(f"sniff did not start: {err.decode(errors='replace')}")
         err += os.read(sniff.stderr.fileno(), 4096)
-    replay = subprocess.run(["ip", "netns", "exec", NS, "tcpreplay", "-i", "replay0", f"--pps={rate}",
+    replay = subprocess.run(["ip", "netns", "exec", NS, "tcpreplay", "-i", replay_if, f"--pps={rate}",
                              f"--limit={packets}", str(pcap)], capture_output=True, text=True)
     time.sleep(3)  # let sniff drain its socket buffer and close the last windows
     cpu = cpu_seconds(sniff.pid)  # `ip netns exec` execs python: same pid
@@ -125,6 +127,7 @@ def main() -> int:
     ap.add_argument("--rates", default="20000,40000,60000,80000,100000,140000",
                     help="offered packets per second, comma-separated")
     ap.add_argument("--packets", type=int, default=300_000, help="packets replayed per rate")
+    ap.add_argument("--on", choices=("lo", "veth"), default="lo", help="replay into loopback or a veth pair")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -135,7 +138,7 @@ def main() -> int:
     with namespace(), tempfile.TemporaryDirectory() as tmp:
         head, want = offline_handshakes(args.pcap, args.packets, Path(tmp))
         for rate in (int(r) for r in args.rates.split(",")):
-            row = one_rate(head, rate, args.packets, Path(tmp))
+            row = one_rate(head, rate, args.packets, Path(tmp), args.on)
             row["expected_handshakes"] = want
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)

@@ -28,6 +28,7 @@ from tlsprobe.errors import CaptureError
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
+PACKET_IGNORE_OUTGOING = 23
 ARPHRD_LOOPBACK = 772
 # Enough for a 64 KiB loopback frame (GRO/GSO can hand us larger than MTU frames).
 RECV_SIZE = 262144
@@ -138,6 +139,12 @@ class LiveCapture:
                 _set_buffer(fd, buffer_bytes)
                 fd.setblocking(False)
                 hatype = fd.getsockname()[3]
+                if hatype == ARPHRD_LOOPBACK:
+                    # Loopback delivers every frame twice (out, then in): have the kernel
+                    # keep the outgoing copies away (Linux >= 4.20) instead of reading
+                    # and dropping them; the check in _drain covers older kernels.
+                    with contextlib.suppress(OSError):
+                        fd.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
                 self._sockets.append(_Socket(name, _LINKTYPES.get(hatype, LINKTYPE_USER0),
                                              hatype == ARPHRD_LOOPBACK, sock, fd))
         except BaseException:
