@@ -180,7 +180,7 @@ def _client_cell(ja4: str) -> Parts:
     entries = clients_for(ja4)
     if not entries:
         return (Raw("unknown"),)
-    return (", ".join(f"{e.label()} ({e.source}, {e.date})" for e in entries[:3]),)
+    return ("; ".join(f"{e.label()} ({e.short_source()} {e.date})" for e in entries[:3]),)
 
 
 def _interception(doc: Document, agg: Aggregator, rules: dict[str, Rule], figures: dict[str, Figure]) -> None:

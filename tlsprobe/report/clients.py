@@ -30,6 +30,12 @@ class KnownClient:
         """``curl 7.88.1``."""
         return f"{self.client} {self.version}".strip()
 
+    def short_source(self) -> str:
+        """``measured`` or the reference's name, for a table cell."""
+        if self.source.startswith("measured"):
+            return "measured"
+        return self.source.split(" (")[0].split(",")[0]
+
 
 def parse_known_clients(text: str) -> dict[str, tuple[KnownClient, ...]]:
     """The CSV list (``#`` lines are comments) as JA4 -> clients, in file order."""
