@@ -71,6 +71,15 @@ def strings(v: Any, cap: int = 16) -> list[str]:
     return [s[:MAX_STRING] for s in v[:cap] if isinstance(s, str)] if isinstance(v, list) else []
 
 
+def host_name(host: str | None) -> str | None:
+    """An HTTP Host without its port (``[v6]:port`` too), to compare with SNIs."""
+    if not host:
+        return host
+    if host.startswith("[") and "]" in host:
+        return host[:host.index("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def outcome_of(v: Any) -> str:
     """A record's outcome as one of :data:`OUTCOMES`."""
     if v is None:
@@ -232,7 +241,7 @@ class Aggregator:
                 self.record_anomalies.add(code)
         if kind == "http":
             request = mapping(record.get("http_request"))
-            raw_name = text(request.get("host"))
+            raw_name = host_name(text(request.get("host")))
             name = red.name(raw_name) if red is not None else raw_name
             self.http_requests += 1
             self.http_ports.add(port)
@@ -390,5 +399,7 @@ class Aggregator:
         if payload:
             out.append(f"RST payload: {payload}")
         if self.redactor is not None and self.redactor.names:
-            out = [self.redactor.text(m, raw_name) for m in out]
+            # a Location's query often repeats the blocked name or others: dropped
+            out = [self.redactor.text(m.split("?", 1)[0].split("#", 1)[0] if m.startswith("Location: ") else m,
+                                      raw_name) for m in out]
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ def _pattern(doc: Document, ps: PatternStats, rules: dict[str, Rule]) -> None:
         if rule is None:
             rows.append([(Code(rid),), (Raw(_n(n)),), (Raw("(not among the rules loaded for this report)"),), ("",)])
             continue
-        rows.append([(Code(rid),), (Raw(_n(n)),), (rule.title,), ("; ".join((rule.source, *rule.references[:3])),)])
+        rows.append([(Code(rid),), (Raw(_n(n)),), (rule.title,), ("; ".join((_where(rule), *rule.references[:3])),)])
     doc.p(Raw("Rules that matched (a verdict lists every matching rule):"))
     doc.table(["rule", "matches", "what it looks for", "defined in, references"], rows, numeric={1})
     measured: list[Parts] = []
@@ -234,6 +235,14 @@ def _pattern(doc: Document, ps: PatternStats, rules: dict[str, Rule]) -> None:
     doc.table(["capture", "time (UTC)", "client", "server", "name", "outcome", "rules", "tells", "RTT ms",
                "delay ms", "TTL (delta)", "markers"],
               [_flow_row(f) for f in ps.flows], numeric={8, 9})
+
+
+def _where(rule: Rule) -> str:
+    """Where a rule is defined: ``tlsprobe/rules/x.yaml:9``, or a user pack's file name and line
+    (never a local directory: the report may be published)."""
+    if rule.source.startswith("tlsprobe/"):
+        return rule.source
+    return f"{os.path.basename(rule.source)} (pack {rule.pack})"
 
 
 def _ms(v: float | None) -> str:

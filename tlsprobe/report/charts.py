@@ -167,7 +167,7 @@ def _delay_vs_rtt(agg: Aggregator) -> Chart | None:
     ax.set_xlabel("handshake RTT (ms)")
     ax.set_ylabel("time from ClientHello to first reaction (ms)")
     ax.grid(True, which="major")
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     counts = {name: len(agg.delays[name].items) for name in DELAY_SERIES}
     below = sum(1 for rtt, d in agg.delays[DELAY_SERIES[2]].items if d < 0.8 * rtt)
     alt = (", ".join(f"{n} {name}" for name, n in counts.items())

@@ -129,7 +129,7 @@ def _int(v: Any) -> int:
 def _read_jsonl(path: str, agg: Aggregator, on_error: Callable[[str], None],
                 on_warning: Callable[[str], None]) -> None:
     totals = agg.totals
-    bad_here = 0
+    bad_here = good = 0
     lineno = 0
     first = ""
 
@@ -165,8 +165,17 @@ def _read_jsonl(path: str, agg: Aggregator, on_error: Callable[[str], None],
                 if agg.malformed_records != before:
                     agg.malformed_records = before
                     malformed("not a tlsprobe record (needs kind, ts, src_ip, dst_ip, dst_port)")
+                else:
+                    good += 1
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         message = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+        totals.errors.append(message)
+        on_error(message)
+        return
+    if bad_here and good == 0:
+        totals.malformed_lines -= bad_here
+        del totals.malformed_examples[len(totals.malformed_examples) - min(bad_here, MAX_MALFORMED_SHOWN):]
+        message = f"{path}: not a capture, nor tlsprobe JSON Lines (first problem at {first})"
         totals.errors.append(message)
         on_error(message)
         return
