@@ -9,6 +9,7 @@ requests, that its charts decode, and to take a screenshot in each colour scheme
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -58,11 +59,11 @@ class _Pipe:
             os.dup2(hi_r, 3, inheritable=True)
             os.dup2(hi_w, 4, inheritable=True)
 
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [browser, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
-            close_fds=False, preexec_fn=child)  # noqa: PLW1509 - only dup2 in the child
+            close_fds=False, preexec_fn=child)  # the child only moves two descriptors
         os.close(hi_r)
         os.close(hi_w)
         self.w, self.r = cmd_w, res_r
@@ -110,10 +111,8 @@ class _Pipe:
         return dict(json.loads(msg))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -377,8 +377,8 @@ def test_hostile_capture_renders_as_text(tmp_path: Path) -> None:
     assert not bare(ours_removed(md), "<`*[")  # no raw HTML, code span, emphasis or link: every one escaped
     ja4 = table(md, "JA4", "handshakes")
     assert ja4[0][2] == HOSTILE_SNI.decode()  # the SNI cell, whole, in its column
-    assert "<b>h2</b>|`x`,h2" == ja4[0][5]
-    flows = [t for t in tables(md) if t[0][:2] == ["capture", "time (UTC)"]][0]
+    assert ja4[0][5] == "<b>h2</b>|`x`,h2"
+    flows = next(t for t in tables(md) if t[0][:2] == ["capture", "time (UTC)"])
     assert flows[1][4] == HOSTILE_SNI.decode() and issuer in flows[1][11]
     for svg in out.glob("*.svg"):
         assert "onerror" not in svg.read_text() and "<script" not in svg.read_text()

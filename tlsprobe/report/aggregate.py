@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tlsprobe.compare import FAILURES, PortComparison
-from tlsprobe.report.bounded import Reservoir, TimeHistogram, TopCounter
+from tlsprobe.report.bounded import Budget, Reservoir, TimeHistogram, TopCounter
 from tlsprobe.report.redact import Redactor
 
 #: Longest wire string kept (longer ones are cut; a DNS name is at most 253).
 MAX_STRING = 300
 #: Destination ports with their own row; further ports are counted in one "other" row.
 MAX_PORTS = 2_000
-#: Distinct SNIs remembered per port / per fingerprint / per pattern (the count beyond is a lower bound).
+#: Distinct SNIs remembered per port / per fingerprint / per pattern (the count beyond is a lower bound),
+#: and by all the port and fingerprint rows together (~100 bytes each).
 MAX_NAMES = 1_000
+NAMES_BUDGET = 300_000
 #: Distinct JA4 and JA3 values with their own entry (the rest are counted together).
 MAX_FINGERPRINTS = 5_000
 #: Distinct ports, versions, ALPN lists remembered per fingerprint.
@@ -34,7 +36,7 @@ MAX_VALUES = 256
 #: Example flows listed per pattern.
 MAX_FLOWS = 20
 #: Points kept per series of the delay-against-RTT chart.
-MAX_POINTS = 2_000
+MAX_POINTS = 1_000
 #: Distinct capture names and anomaly codes kept.
 MAX_CAPTURES = 10_000
 MAX_CODES = 2_000
@@ -93,10 +95,14 @@ class PortRow:
 
     transport: str
     port: int | None  # None: the "other ports" row
+    budget: Budget | None = None
     handshakes: int = 0
     intercepted: int = 0
-    snis: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_NAMES))
+    snis: TopCounter[str] = field(init=False)
     outcomes: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.snis = TopCounter(MAX_NAMES, self.budget)
 
     @property
     def label(self) -> str:
@@ -110,13 +116,17 @@ class FingerprintRow:
     """One JA4 or JA3 value."""
 
     value: str
+    budget: Budget | None = None
     count: int = 0
     intercepted: int = 0
-    snis: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_NAMES))
+    snis: TopCounter[str] = field(init=False)
     ports: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_FACETS))
     versions: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_FACETS))
     alpn: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_FACETS))
     ja4: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_FACETS))  # for JA3 rows
+
+    def __post_init__(self) -> None:
+        self.snis = TopCounter(MAX_NAMES, self.budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +220,7 @@ class Aggregator:
     ttl_injected: Counter[int] = field(default_factory=Counter)  # outcome packets of intercepted handshakes
     record_anomalies: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_CODES))
     totals: SourceTotals = field(default_factory=SourceTotals)
+    names_budget: Budget = field(default_factory=lambda: Budget(NAMES_BUDGET))
 
     # -- the sink protocol -------------------------------------------------------------
 
@@ -281,7 +292,7 @@ class Aggregator:
                 key = ("tcp", None)
                 row = self.ports.get(key)
             if row is None:
-                row = self.ports[key] = PortRow(key[0], key[1])
+                row = self.ports[key] = PortRow(key[0], key[1], self.names_budget)
         row.handshakes += 1
         row.outcomes[outcome] += 1
         row.intercepted += bool(pattern)
@@ -300,7 +311,7 @@ class Aggregator:
                 if len(table) >= MAX_FINGERPRINTS:
                     self.fingerprints_other[name] += 1
                     continue
-                fp = table[value] = FingerprintRow(value)
+                fp = table[value] = FingerprintRow(value, self.names_budget)
             fp.count += 1
             fp.intercepted += bool(pattern)
             fp.snis.add(sni if sni is not None else "(none)")

@@ -16,17 +16,31 @@ T = TypeVar("T")
 
 
 @dataclass(slots=True)
+class Budget:
+    """Keys that many counters together may still remember (shared, so that many small
+    counters cannot add up to a large table)."""
+
+    left: int
+
+
+@dataclass(slots=True)
 class TopCounter(Generic[K]):
-    """A counter of at most ``cap`` distinct keys; counts of further keys go to ``other``."""
+    """A counter of at most ``cap`` distinct keys (and, with a ``budget``, no more than the
+    shared budget allows); counts of further keys go to ``other``."""
 
     cap: int
+    budget: Budget | None = None
     counts: Counter[K] = field(default_factory=Counter)
     other: int = 0  # occurrences of keys beyond the cap
     overflowed: bool = False  # some distinct key was not kept
 
     def add(self, key: K, n: int = 1) -> None:
-        if key in self.counts or len(self.counts) < self.cap:
+        if key in self.counts:
             self.counts[key] += n
+        elif len(self.counts) < self.cap and (self.budget is None or self.budget.left > 0):
+            self.counts[key] = n
+            if self.budget is not None:
+                self.budget.left -= 1
         else:
             self.other += n
             self.overflowed = True

@@ -97,14 +97,17 @@ def _summary(doc: Document, agg: Aggregator) -> None:
         inputs.append(f"{_n(t.summary_files)} run summar{'ies' if t.summary_files != 1 else 'y'}")
     unknown = " (not known for the JSON Lines inputs: give their --summary-json files too)" \
         if t.jsonl_without_summary else ""
+    packets, flows = _n(t.packets) + unknown, _n(t.flows) + unknown
+    if t.jsonl_without_summary and not t.files:
+        packets = flows = "not known (JSON Lines input: give the --summary-json files written with it too)"
     distinct, more = agg.captures.distinct()
     total = agg.handshakes + agg.http_requests
     rows: list[list[Parts]] = [
         [(Raw("Inputs"),), (Raw(", ".join(inputs) or "none"),)],
         [(Raw("Captures with handshakes"),), (Raw(f"{_n(distinct)}{'+' if more else ''}"),)],
         [(Raw("Time span"),), (Raw(span),)],
-        [(Raw("Packets"),), (Raw(_n(t.packets) + unknown),)],
-        [(Raw("Flows"),), (Raw(_n(t.flows) + unknown),)],
+        [(Raw("Packets"),), (Raw(packets),)],
+        [(Raw("Flows"),), (Raw(flows),)],
         [(Raw("TLS handshakes"),), (Raw(_n(agg.handshakes)),)],
         [(Raw("on non-standard ports (not 443)"),),
          (Raw(f"{_n(agg.non_standard)} ({_share(agg.non_standard, agg.handshakes)})"),)],

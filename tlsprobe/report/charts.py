@@ -156,7 +156,7 @@ def _delay_vs_rtt(agg: Aggregator) -> Chart | None:
             ys = [max(p[1], 0.01) for p in points]
             every += xs + ys
             ax.scatter(xs, ys, s=22, marker=marker, color=COLOURS[name], label=f"{name} ({len(points)})",
-                       alpha=0.8, edgecolors="none")
+                       alpha=0.8, edgecolors="none", rasterized=len(points) > 300)  # many points: one image
     lo, hi = min(every) / 2, max(every) * 2
     ax.plot([lo, hi], [lo, hi], color=GREY, linestyle="--", linewidth=1, label="one RTT")
     ax.plot([lo, hi], [0.8 * lo, 0.8 * hi], color=GREY, linestyle=":", linewidth=1, label="0.8 RTT")
