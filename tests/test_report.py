@@ -574,3 +574,28 @@ def test_html_in_headless_chromium(lab_report: Path, tmp_path: Path) -> None:
         assert result.title == "TLS handshakes and interception: tlsprobe report"
         assert shot.stat().st_size > 50_000
         assert result.background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(255, 255, 255)")
+
+
+# -- the committed example --------------------------------------------------------------
+
+EXAMPLE = ROOT / "docs" / "example-report"
+EXAMPLE_ARGS = ("pcaps/demo.pcap", *(f"pcaps/interception/{n}.pcap" for n in (
+    "rst-injection", "block-pages", "cert-substitution", "alert-and-blackhole", "port-comparison", "negatives")),
+    "--rules", "tests/rules/lab-interception-ca.yaml",
+    "--title", "tlsprobe example report: the demo and lab captures")
+
+
+def test_committed_example_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/example-report is exactly what this command makes (regenerate it after a change)."""
+    monkeypatch.chdir(ROOT)
+    r = invoke("report", *EXAMPLE_ARGS, "-o", str(tmp_path), "-q")
+    assert r.exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in EXAMPLE.iterdir())
+    def text(path: Path) -> str:  # chart bytes depend on the matplotlib version: compared as present
+        return re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "data:", path.read_text())
+
+    for name in ("report.md", "report.html"):
+        assert text(tmp_path / name) == text(EXAMPLE / name), (
+            f"docs/example-report/{name} is stale: run tlsprobe report {' '.join(EXAMPLE_ARGS)} "
+            "-o docs/example-report")
+    assert "docs/example-report/report.md" in (ROOT / "README.md").read_text()

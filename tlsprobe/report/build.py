@@ -78,7 +78,7 @@ def build_document(agg: Aggregator, charts: list[Chart], rules: Iterable[Rule], 
     _fingerprints(doc, agg, options)
     _interception(doc, agg, {r.id: r for r in rules}, figures)
     _anomalies(doc, agg)
-    _method(doc, agg, options)
+    _method(doc, agg, options, sorted({r.pack for r in rules}))
     return doc
 
 
@@ -340,15 +340,20 @@ def _anomalies(doc: Document, agg: Aggregator) -> None:
               "(docs/detection.md); timing tells need an RTT of 2 ms or more."))
 
 
-def _method(doc: Document, agg: Aggregator, options: Options) -> None:
+def _method(doc: Document, agg: Aggregator, options: Options, packs: list[str]) -> None:
     doc.h(2, "How this report was made", "how-this-report-was-made")
     redaction = "none"
     if options.redacted:
         redaction = "client IPs replaced by keyed pseudonyms (HMAC-SHA256)"
         if options.redacted_names:
             redaction += "; SNIs and HTTP Host names too"
+    captures = agg.captures.top(30)
+    more = len(agg.captures) - len(captures)
     doc.bullets([
         (Raw(f"tlsprobe {__version__} (tlsprobe report); records as documented in docs/output.md."),),
+        (Raw("Captures (handshakes and HTTP requests in each): "),
+         ", ".join(f"{_w(name, 80)} ({n})" for name, n in sorted(captures)) + (f", +{more} more" if more > 0 else "")),
+        (Raw("Rule packs: "), ", ".join(packs) or "none"),
         (Raw(f"Redaction: {redaction}."),),
         (Raw("Wire strings (SNI, ALPN, HTTP headers, certificate names) are shown escaped, cut to 120 characters."),),
     ])
