@@ -510,6 +510,9 @@ def test_redact_replaces_client_ips_stably(tmp_path: Path) -> None:
     assert v4 and {r[2] for r in v4} == {pseudonym}  # same address, same name, everywhere
     assert "10.77.2.2" in md  # servers are kept
     assert "Redaction: client IPs replaced" in md
+    for capture in INTERCEPTION:  # file names often carry a host or an address
+        assert capture.name not in everything
+    assert Redactor.from_key("k1").capture("rst-injection.pcap") in md
     other = tmp_path / "other"
     invoke("report", *map(str, INTERCEPTION), "--redact-key", "k2", "-o", str(other), "-q")
     assert pseudonym not in _all_output(other)

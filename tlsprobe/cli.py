@@ -196,12 +196,19 @@ def report(inputs: tuple[str, ...], out_dir: str, title: str, top: int, redact: 
     from tlsprobe.report import Options, make_report
     from tlsprobe.report.redact import Redactor
 
+    if "-" in inputs and sys.stdin is not None and sys.stdin.isatty():
+        raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
+
     redacting = redact or redact_sni or redact_key is not None
     options = Options(title=title, top=top, redacted=redacting, redacted_names=redact_sni)
     redactor = Redactor.from_key(redact_key, names=redact_sni) if redacting else None
-    result = make_report(inputs, out_dir, options=options, redactor=redactor, jobs=jobs or default_jobs(),
-                         rules_paths=rules_paths, http=http, on_error=_error,
-                         on_warning=lambda m: click.echo(f"tlsprobe: warning: {terminal_safe(m, 1000)}", err=True))
+    try:
+        result = make_report(inputs, out_dir, options=options, redactor=redactor, jobs=jobs or default_jobs(),
+                             rules_paths=rules_paths, http=http, on_error=_error,
+                             on_warning=lambda m: click.echo(f"tlsprobe: warning: {terminal_safe(m, 1000)}",
+                                                             err=True))
+    except OSError as exc:  # the output directory (reading problems are reported per input)
+        raise Failure(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}") from None
     if not result.readable:
         raise SystemExit(EXIT_INPUT)  # the error lines said why; nothing was written
     if not quiet:

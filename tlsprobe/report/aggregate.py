@@ -239,8 +239,8 @@ class Aggregator:
             return
         red = self.redactor
         client = src if red is None else red.client(src) or src
-        capture = text(record.get("capture")) or "-"
-        self.captures.add(capture.rsplit("/", 1)[-1])
+        capture = self.shown(text(record.get("capture")) or "-")
+        self.captures.add(capture)
         self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         evidence = mapping(record.get("evidence"))
@@ -274,6 +274,12 @@ class Aggregator:
 
     def close(self) -> None:
         """Nothing to flush."""
+
+    def shown(self, path: str) -> str:
+        """How the report names an input file: its base name (never a local directory), or a
+        pseudonym when redacting."""
+        name = path.replace("\\", "/").rsplit("/", 1)[-1] or path
+        return self.redactor.capture(name) if self.redactor is not None else name
 
     # -- parts -------------------------------------------------------------------------
 
@@ -376,7 +382,7 @@ class Aggregator:
         if len(ps.flows) < MAX_FLOWS:
             confidence = number(inter.get("confidence"))
             ps.flows.append(FlowExample(
-                capture=capture.rsplit("/", 1)[-1], ts=ts, kind=kind, client=client, server=server, port=port,
+                capture=capture, ts=ts, kind=kind, client=client, server=server, port=port,
                 name=name, outcome=outcome, confidence=confidence, provider=provider, rule_ids=rule_ids,
                 tells=tells, rtt_ms=number(ev.get("rtt_ms")), delay_ms=number(ev.get("outcome_delay_ms")),
                 delay_rtt=delay_rtt, ttl=integer(packet.get("ttl")), ttl_delta=ttl_delta, markers=markers))

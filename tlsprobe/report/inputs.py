@@ -65,16 +65,16 @@ def read_inputs(paths: Sequence[str], agg: Aggregator, *, on_error: Callable[[st
         try:
             kinds[classify(path)].append(path)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            message = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-            agg.totals.errors.append(message)
-            on_error(message)
+            _unreadable(agg, on_error, path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
     totals = agg.totals
     if kinds["capture"]:
         errors: list[str] = []
 
         def capture_error(message: str) -> None:
-            errors.append(message)
             on_error(message)
+            for p in kinds["capture"]:  # the report names inputs without their directory
+                message = message.replace(p, agg.shown(p))
+            errors.append(message)
 
         result = run(kinds["capture"], agg, on_error=capture_error, jobs=jobs, rules_paths=rules_paths, http=http)
         totals.errors += errors
@@ -93,6 +93,12 @@ def read_inputs(paths: Sequence[str], agg: Aggregator, *, on_error: Callable[[st
     totals.seconds = time.monotonic() - started
 
 
+def _unreadable(agg: Aggregator, on_error: Callable[[str], None], path: str, detail: str) -> None:
+    """``path: detail`` on stderr; in the report with the file's shown name."""
+    on_error(f"{path}: {detail}")
+    agg.totals.errors.append(f"{agg.shown(path)}: {detail}")
+
+
 def _read_summary(path: str, agg: Aggregator, on_error: Callable[[str], None]) -> None:
     try:
         with _open(path) as f:
@@ -103,9 +109,7 @@ def _read_summary(path: str, agg: Aggregator, on_error: Callable[[str], None]) -
         if not isinstance(summary, dict) or not isinstance(summary.get("packets"), int):
             raise ValueError("not a tlsprobe summary (no 'packets' count)")
     except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
-        message = f"{path}: cannot read summary: {exc}"
-        agg.totals.errors.append(message)
-        on_error(message)
+        _unreadable(agg, on_error, path, f"cannot read summary: {exc}")
         return
     totals = agg.totals
     totals.summary_files += 1
@@ -119,7 +123,10 @@ def _read_summary(path: str, agg: Aggregator, on_error: Callable[[str], None]) -
                 totals.anomalies[code[:64]] += n
     errors = summary.get("errors")
     if isinstance(errors, list):
-        totals.errors += [f"(from {path}) {e[:300]}" for e in errors[:100] if isinstance(e, str)]
+        for e in errors[:100]:
+            if isinstance(e, str):  # its paths are the original run's: not shown when redacting
+                totals.errors.append(f"(from {agg.shown(path)}) "
+                                     + ("an input of that run was unreadable" if agg.redactor else e[:300]))
 
 
 def _int(v: Any) -> int:
@@ -139,7 +146,7 @@ def _read_jsonl(path: str, agg: Aggregator, on_error: Callable[[str], None],
         totals.malformed_lines += 1
         first = first or f"line {lineno}: {why}"
         if len(totals.malformed_examples) < MAX_MALFORMED_SHOWN:
-            totals.malformed_examples.append(f"{path}:{lineno}: {why}")
+            totals.malformed_examples.append(f"{agg.shown(path)}:{lineno}: {why}")
 
     try:
         with _open(path) as f:
@@ -168,16 +175,12 @@ def _read_jsonl(path: str, agg: Aggregator, on_error: Callable[[str], None],
                 else:
                     good += 1
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        message = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-        totals.errors.append(message)
-        on_error(message)
+        _unreadable(agg, on_error, path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
         return
     if bad_here and good == 0:
         totals.malformed_lines -= bad_here
         del totals.malformed_examples[len(totals.malformed_examples) - min(bad_here, MAX_MALFORMED_SHOWN):]
-        message = f"{path}: not a capture, nor tlsprobe JSON Lines (first problem at {first})"
-        totals.errors.append(message)
-        on_error(message)
+        _unreadable(agg, on_error, path, f"not a capture, nor tlsprobe JSON Lines (first problem at {first})")
         return
     totals.jsonl_files += 1
     if bad_here:

@@ -40,6 +40,13 @@ class Redactor:
         """The pseudonym of a client address (``client-<hash>``)."""
         return None if ip is None else self._pseudonym("ip", ip, "client-")
 
+    def capture(self, name: str) -> str:
+        """The pseudonym of a capture file name (names often carry a host or an address);
+        a short extension is kept."""
+        stem, dot, ext = name.rpartition(".")
+        suffix = f".{ext}" if dot and stem and len(ext) <= 8 and ext.isalnum() else ""
+        return self._pseudonym("capture", name, "capture-", suffix)
+
     def name(self, sni: str | None) -> str | None:
         """The pseudonym of a server name when names are redacted, else the name."""
         if sni is None or not self.names:
