@@ -210,6 +210,26 @@ def test_demo_has_no_interception_and_its_charts(demo_report: Path) -> None:
     assert "](outcomes-per-port.svg)" in md and "](timeline.svg)" in md
 
 
+EDGE = sorted(p for p in (PCAPS / "edge").iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.mark.parametrize("capture", EDGE, ids=lambda p: p.name)
+def test_edge_captures_ports_match_the_labels(capture: Path, tmp_path: Path) -> None:
+    lab = json.loads(capture.with_name(capture.name.rsplit(".", 1)[0] + ".labels.json").read_text())
+    tls = [c for c in lab["connections"] if c.get("tls_version")]
+    r = invoke("report", str(capture), "-o", str(tmp_path), "-q")
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "report.md").read_text()
+    s = summary(md)
+    captured = re.search(r"(\d+) packets captured|Packets captured: (\d+)", lab["capture_stats"][0])
+    assert captured is not None
+    assert first_int(s["Packets"]) == int(captured.group(1) or captured.group(2))
+    assert first_int(s["TLS handshakes"]) == len(tls)
+    rows = table(md, "port", "handshakes")
+    assert {int(r[0]): int(r[1]) for r in rows} == dict(Counter(c["server_port"] for c in tls))
+    check_table_shapes(md)
+
+
 def test_lab_report_counts_every_labelled_pattern(lab_report: Path) -> None:
     expected: Counter[str] = Counter()
     providers: Counter[str] = Counter()
