@@ -265,6 +265,7 @@ def test_lab_report_counts_every_labelled_pattern(lab_report: Path) -> None:
 
 
 def test_lab_report_interception_evidence(lab_report: Path) -> None:
+    assert_html_inert((lab_report / "report.html").read_text())  # reference URLs only as text
     md = (lab_report / "report.md").read_text()
     flows = [t for t in tables(md) if t[0][:3] == ["capture", "time (UTC)", "client"]]
     rows = [r for t in flows for r in t[1:]]
