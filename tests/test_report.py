@@ -623,3 +623,20 @@ def test_committed_example_is_reproducible(tmp_path: Path, monkeypatch: pytest.M
             f"docs/example-report/{name} is stale: run tlsprobe report {' '.join(EXAMPLE_ARGS)} "
             "-o docs/example-report")
     assert "docs/example-report/report.md" in (ROOT / "README.md").read_text()
+
+
+def test_markdown_escape_neutralises_gfm() -> None:
+    from tlsprobe.text import markdown_escape as md
+
+    assert md("www.evil.example") == "www\\.evil.example"  # no autolink
+    assert md("https://evil.example/x") == "https\\://evil.example/x"
+    assert md("a@b.example") == "a\\@b.example"  # no mailto, no @mention
+    assert md("$x$ ~~y~~ **z** _w_") == "\\$x\\$ \\~\\~y\\~\\~ \\*\\*z\\*\\* \\_w\\_"
+    assert md("[a](javascript:alert(1))") == "\\[a\\](javascript:alert(1))"
+    assert md("<b>&amp;</b>") == "\\<b\\>\\&amp;\\</b\\>"
+    for start in ("- x", "+ x", "> x", "# x", "1. x", "12) x", "=== x", ". x"):
+        out = md(start)
+        assert out != start and "\\" in out[:4], out
+        assert md(start, line_start=False) == re.sub(r"([#>])", r"\\\1", start)  # escaped everywhere
+    assert md("a\nb\r\x00\u202e\u2028") == "a\\nb\\r\\x00\\u202e\\u2028"
+    assert md("x" * 500, 10) == "x" * 10 + "…"

@@ -87,18 +87,19 @@ def clip(s: str, max_chars: int | None) -> str:
     return s
 
 
-def markdown_escape(s: str | None, max_chars: int | None = None) -> str:
+def markdown_escape(s: str | None, max_chars: int | None = None, *, line_start: bool = True) -> str:
     """``s`` as literal text inside Markdown, including a table cell (``|`` escaped).
 
     Controls and line breaks become visible escapes, so the text stays on one line and
     cannot start a heading, quote, list or table row; ``max_chars`` caps the length
-    (before escaping).
+    (before escaping).  ``line_start=False`` (text inside a table cell or after a
+    heading's ``#``, where no block can start) leaves a leading ``-``, ``1.`` etc. as is.
     """
     if not s:
         return ""
     out = _MARKDOWN_SPECIAL.sub(r"\\\1", clip(s, max_chars))
     out = _MARKDOWN_AUTOLINK.sub(lambda m: "\\" + m.group(0), out)
-    start = _MARKDOWN_START.match(out)
+    start = _MARKDOWN_START.match(out) if line_start else None
     if start:
         out = out[:start.end() - 1] + "\\" + out[start.end() - 1:]
     return escape_unprintable(out)

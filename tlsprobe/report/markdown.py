@@ -24,20 +24,22 @@ from tlsprobe.report.document import (
 from tlsprobe.text import escape_unprintable, markdown_escape
 
 
-def _inline(part: Inline) -> str:
+def _inline(part: Inline, line_start: bool) -> str:
     if isinstance(part, Raw):
         return escape_unprintable(part.text).replace("|", "\\|")
     if isinstance(part, Code):
         if SAFE_CODE.match(part.text):
             return f"`{part.text}`"
-        return markdown_escape(part.text, MAX_SHOWN)
+        return markdown_escape(part.text, MAX_SHOWN, line_start=line_start)
     if isinstance(part, Link):
-        return f"[{markdown_escape(part.text, MAX_SHOWN)}]({part.href})"
-    return markdown_escape(part, MAX_SHOWN)
+        return f"[{markdown_escape(part.text, MAX_SHOWN, line_start=False)}]({part.href})"
+    return markdown_escape(part, MAX_SHOWN, line_start=line_start)
 
 
-def _parts(parts: Parts) -> str:
-    return "".join(_inline(p) for p in parts) or " "
+def _parts(parts: Parts, line_start: bool = False) -> str:
+    """Inline parts; with ``line_start`` the first may begin a line (a paragraph, a list
+    item) and is escaped so that it cannot start a block."""
+    return "".join(_inline(p, line_start and i == 0) for i, p in enumerate(parts)) or " "
 
 
 def render_markdown(doc: Document) -> str:
@@ -45,13 +47,13 @@ def render_markdown(doc: Document) -> str:
     out = [f"# {markdown_escape(doc.title, 200)}", ""]
     for block in doc.blocks:
         if isinstance(block, Heading):
-            out += [f"{'#' * block.level} {markdown_escape(block.text, 200)}", ""]
+            out += [f"{'#' * block.level} {markdown_escape(block.text, 200, line_start=False)}", ""]
         elif isinstance(block, Para):
-            out += [_parts(block.parts), ""]
+            out += [_parts(block.parts, line_start=True), ""]
         elif isinstance(block, Bullets):
-            out += [f"- {_parts(item)}" for item in block.items] + [""]
+            out += [f"- {_parts(item, line_start=True)}" for item in block.items] + [""]
         elif isinstance(block, Table):
-            out.append("| " + " | ".join(markdown_escape(h) for h in block.header) + " |")
+            out.append("| " + " | ".join(markdown_escape(h, line_start=False) for h in block.header) + " |")
             out.append("|" + "|".join("---:" if i in block.numeric else "---"
                                       for i in range(len(block.header))) + "|")
             out += ["| " + " | ".join(_parts(cell) for cell in row) + " |" for row in block.rows]
