@@ -24,7 +24,8 @@ from typing import Any
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-extensions", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-         "--disable-component-update", "--disable-default-apps", "--mute-audio", "--hide-scrollbars")
+         "--disable-component-update", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
+         "--disable-dev-shm-usage")
 
 
 def find_chromium() -> str | None:
