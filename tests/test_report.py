@@ -115,7 +115,7 @@ def bare(md: str, chars: str) -> list[str]:
 
 def ours_removed(md: str) -> str:
     """``md`` without the report's own markup: chart images, their captions, safe code spans."""
-    lines = [ln for ln in md.splitlines() if not ln.startswith("![")
+    lines = [ln for ln in md.splitlines() if not ln.startswith(("![", "Contents: "))
              and not (ln.startswith("*") and ln.endswith("*") and not ln.startswith("**"))]
     return re.sub(r"`[A-Za-z0-9_.,:/ +-]{1,200}`", "", "\n".join(lines))
 
@@ -495,6 +495,20 @@ def test_jsonl_with_summary_equals_the_capture(tmp_path: Path, demo_report: Path
     assert sb["Inputs"] == "1 capture file analysed, 1 JSON Lines file, 1 run summary"
     for header in (("port", "handshakes"), ("JA4", "handshakes"), ("JA3", "handshakes")):
         assert table(a, *header) == table(b, *header)
+
+
+def test_vantage_points(tmp_path: Path) -> None:
+    """A client-side and a server-side capture of the same lab run, merged."""
+    client = PCAPS / "interception" / "rst-injection.pcap"
+    server = PCAPS / "interception" / "rst-injection.server.pcap"
+    seen_at_server = [fl for fl in labels(server)["flows"] if fl["protocol"] == "tls" and fl["trigger_reaches_server"]]
+    at_client = [fl for fl in labels(client)["flows"] if fl["protocol"] == "tls"]
+    r = invoke("report", str(client), str(server), "-o", str(tmp_path), "-q")
+    assert r.exit_code == 0
+    s = summary((tmp_path / "report.md").read_text())
+    assert s["Vantage point of the TLS handshakes (from their timing)"] == \
+        f"client {len(at_client)}, server {len(seen_at_server)}"
+    assert first_int(s["TLS handshakes"]) == len(at_client) + len(seen_at_server)  # merged, not deduplicated
 
 
 def test_merged_inputs_add_up(tmp_path: Path) -> None:

@@ -204,6 +204,7 @@ class Aggregator:
     last_ts: float | None = None
     captures: TopCounter[str] = field(default_factory=lambda: TopCounter(MAX_CAPTURES))
     outcomes: Counter[str] = field(default_factory=Counter)
+    vantage: Counter[str] = field(default_factory=Counter)  # where each TLS flow was captured
     by_pattern_provider: TopCounter[tuple[str, str]] = field(default_factory=lambda: TopCounter(MAX_VALUES))
     ports: dict[tuple[str, int | None], PortRow] = field(default_factory=dict)
     http_ports: TopCounter[int] = field(default_factory=lambda: TopCounter(MAX_PORTS))
@@ -260,6 +261,8 @@ class Aggregator:
             raw_name = text(record.get("sni"))
             name = red.name(raw_name) if red is not None else raw_name
             self._tls(record, port, name, outcome, pattern)
+            where = evidence.get("vantage")
+            self.vantage[where if where in ("client", "server") else "unknown"] += 1
         failed = outcome in FAILURES or bool(pattern)
         self.timeline.add(ts, "intercepted" if pattern else "failed" if failed else "completed")
         self._evidence(evidence, outcome, pattern)

@@ -15,7 +15,7 @@ from tlsprobe.report.aggregate import Aggregator, FingerprintRow, FlowExample, P
 from tlsprobe.report.bounded import TopCounter
 from tlsprobe.report.charts import Chart, busiest_ports
 from tlsprobe.report.clients import clients_for, known_clients
-from tlsprobe.report.document import MAX_VALUE, Code, Document, Figure, Parts, Raw
+from tlsprobe.report.document import MAX_VALUE, Code, Document, Figure, Inline, Link, Parts, Raw
 from tlsprobe.text import clip
 
 
@@ -72,6 +72,7 @@ def _w(value: str, cap: int = MAX_VALUE) -> str:
 def build_document(agg: Aggregator, charts: list[Chart], rules: Iterable[Rule], options: Options) -> Document:
     """The report: summary, ports, timeline, fingerprints, interception, anomalies, method."""
     doc = Document(options.title)
+    doc.p(Raw("Contents: "), *_contents())
     figures = {c.name: Figure(c.name, c.title, c.svg, c.alt) for c in charts}
     _summary(doc, agg)
     _ports(doc, agg, options, figures)
@@ -80,6 +81,21 @@ def build_document(agg: Aggregator, charts: list[Chart], rules: Iterable[Rule], 
     _anomalies(doc, agg)
     _method(doc, agg, options, sorted({r.pack for r in rules}))
     return doc
+
+
+SECTIONS = (("Summary", "summary"), ("Ports", "ports"), ("Fingerprints", "fingerprints"),
+            ("Interception", "interception"), ("Anomalies and what was skipped", "anomalies-and-what-was-skipped"),
+            ("How this report was made", "how-this-report-was-made"))
+
+
+def _contents() -> list[Inline]:
+    """Links to the sections (anchors are GitHub's heading slugs, and the HTML ids)."""
+    out: list[Inline] = []
+    for i, (title, anchor) in enumerate(SECTIONS):
+        if i:
+            out.append(Raw(" · "))
+        out.append(Link(title, f"#{anchor}"))
+    return out
 
 
 def _summary(doc: Document, agg: Aggregator) -> None:
@@ -113,6 +129,9 @@ def _summary(doc: Document, agg: Aggregator) -> None:
          (Raw(f"{_n(agg.non_standard)} ({_share(agg.non_standard, agg.handshakes)})"),)],
         [(Raw("Plain HTTP requests (checked for block pages)"),), (Raw(_n(agg.http_requests)),)],
         [(Raw("Intercepted"),), (Raw(f"{_n(agg.intercepted)} of {_n(total)} ({_share(agg.intercepted, total)})"),)],
+        [(Raw("Vantage point of the TLS handshakes (from their timing)"),),
+         (Raw(", ".join(f"{k} {_n(agg.vantage[k])}" for k in ("client", "server", "unknown") if agg.vantage[k])
+              or "-"),)],
     ]
     doc.table(["", "value"], rows)
     if agg.by_pattern_provider.counts:
