@@ -165,7 +165,7 @@ def test_demo_summary_and_ports_match_the_labels(demo_report: Path) -> None:
     assert s["on non-standard ports (not 443)"] == f"{non_standard} ({non_standard / len(tls):.1%})"
     plain = [fl for fl in lab["flows"] if not fl["tls"]]
     assert first_int(s["Plain HTTP requests (checked for block pages)"]) == len(plain)
-    assert s["Intercepted"].startswith("0 of ")
+    assert s["Intercepted (handshakes and HTTP requests)"].startswith("0 of ")
     per_port = Counter(fl["server_port"] for fl in tls)
     names: dict[int, set[str | None]] = {}
     for fl in tls:
@@ -248,7 +248,7 @@ def test_lab_report_counts_every_labelled_pattern(lab_report: Path) -> None:
     s = summary(md)
     assert first_int(s["TLS handshakes"]) == tls
     assert first_int(s["Plain HTTP requests (checked for block pages)"]) == http
-    assert s["Intercepted"].startswith(f"{sum(expected.values())} of {tls + http} ")
+    assert s["Intercepted (handshakes and HTTP requests)"].startswith(f"{sum(expected.values())} of {tls + http} ")
     got: Counter[str] = Counter()
     got_providers: Counter[str] = Counter()
     for pattern, provider, count, _share in table(md, "pattern", "provider", "count"):
@@ -489,7 +489,7 @@ def test_jsonl_with_summary_equals_the_capture(tmp_path: Path, demo_report: Path
     b = (out / "report.md").read_text()
     sa, sb = summary(a), summary(b)
     for key in ("Packets", "Flows", "TLS handshakes", "on non-standard ports (not 443)", "Time span",
-                "Plain HTTP requests (checked for block pages)", "Intercepted"):
+                "Plain HTTP requests (checked for block pages)", "Intercepted (handshakes and HTTP requests)"):
         assert sa[key] == sb[key], key
     # the summary's "files" are the captures the run that wrote it analysed
     assert sb["Inputs"] == "1 capture file analysed, 1 JSON Lines file, 1 run summary"

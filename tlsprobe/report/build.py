@@ -128,7 +128,8 @@ def _summary(doc: Document, agg: Aggregator) -> None:
         [(Raw("on non-standard ports (not 443)"),),
          (Raw(f"{_n(agg.non_standard)} ({_share(agg.non_standard, agg.handshakes)})"),)],
         [(Raw("Plain HTTP requests (checked for block pages)"),), (Raw(_n(agg.http_requests)),)],
-        [(Raw("Intercepted"),), (Raw(f"{_n(agg.intercepted)} of {_n(total)} ({_share(agg.intercepted, total)})"),)],
+        [(Raw("Intercepted (handshakes and HTTP requests)"),),
+         (Raw(f"{_n(agg.intercepted)} of {_n(total)} ({_share(agg.intercepted, total)})"),)],
         [(Raw("Vantage point of the TLS handshakes (from their timing)"),),
          (Raw(", ".join(f"{k} {_n(agg.vantage[k])}" for k in ("client", "server", "unknown") if agg.vantage[k])
               or "-"),)],
