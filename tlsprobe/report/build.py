@@ -60,7 +60,7 @@ def _top(counter: TopCounter[str], n: int = 3) -> str:
     distinct, lower_bound = counter.distinct()
     more = distinct - len(items)
     if more > 0 or lower_bound:
-        text += f", +{more}{' or more' if lower_bound else ''} more"
+        text += f", +{more}{'+' if lower_bound else ''} more"
     return text
 
 
@@ -71,6 +71,7 @@ def _w(value: str, cap: int = MAX_VALUE) -> str:
 
 def build_document(agg: Aggregator, charts: list[Chart], rules: Iterable[Rule], options: Options) -> Document:
     """The report: summary, ports, timeline, fingerprints, interception, anomalies, method."""
+    rules = list(rules)
     doc = Document(options.title)
     doc.p(Raw("Contents: "), *_contents())
     figures = {c.name: Figure(c.name, c.title, c.svg, c.alt) for c in charts}
