@@ -351,6 +351,59 @@ def rules_check(files: tuple[str, ...]) -> None:
         raise SystemExit(EXIT_INPUT)
 
 
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE|RESULTS.jsonl...")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for report.md, its SVG charts and report.html (created if missing).")
+@click.option("--title", default="TLS handshakes and interception: tlsprobe report", show_default=True,
+              help="Title of the report.")
+@click.option("--top", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="Rows of the port and fingerprint tables.")
+@click.option("--redact", is_flag=True, help="Replace client IPs with stable keyed pseudonyms.")
+@click.option("--redact-sni", is_flag=True, help="Replace SNIs and HTTP Host names too (implies --redact).")
+@click.option("--redact-key", metavar="TEXT",
+              help="Key for the pseudonyms (same key, same pseudonyms across reports) [default: random; "
+                   "implies --redact].")
+@click.option("--http/--no-http", default=True, show_default=True,
+              help="Include plain HTTP requests of captures (block pages).")
+@click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
+              help="Also use the rule pack FILE (repeatable).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes for large captures [default: one per core, at most 4].")
+@click.option("-q", "--quiet", is_flag=True, help="Do not list the files written.")
+def report(inputs: tuple[str, ...], out_dir: str, title: str, top: int, redact: bool, redact_sni: bool,
+           redact_key: str | None, http: bool, rules_paths: tuple[str, ...], jobs: int | None, quiet: bool) -> None:
+    """Write a fingerprint and interception report (Markdown with SVG charts, and one HTML file).
+
+    INPUTS are captures (pcap/pcapng, gzip'd or not), JSON Lines written by 'analyze',
+    and --summary-json files, in any mix: everything is merged into one report.
+    """
+    from tlsprobe.report import Options, make_report
+    from tlsprobe.report.redact import Redactor
+
+    if "-" in inputs and sys.stdin is not None and sys.stdin.isatty():
+        raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
+
+    redacting = redact or redact_sni or redact_key is not None
+    options = Options(title=title, top=top, redacted=redacting, redacted_names=redact_sni)
+    redactor = Redactor.from_key(redact_key, names=redact_sni) if redacting else None
+    try:
+        result = make_report(inputs, out_dir, options=options, redactor=redactor, jobs=jobs or default_jobs(),
+                             rules_paths=rules_paths, http=http, on_error=_error,
+                             on_warning=lambda m: click.echo(f"tlsprobe: warning: {terminal_safe(m, 1000)}",
+                                                             err=True))
+    except OSError as exc:  # the output directory (reading problems are reported per input)
+        raise Failure(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}") from None
+    if not result.readable:
+        raise SystemExit(EXIT_INPUT)  # the error lines said why; nothing was written
+    if not quiet:
+        for path in result.files:
+            if path.endswith((".md", ".html")):
+                click.echo(f"tlsprobe: wrote {terminal_safe(path, 1000)}", err=True)
+    if result.errors:
+        raise SystemExit(EXIT_INPUT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlsprobe`` script; returns the exit code."""
     try:

@@ -3,7 +3,7 @@
 Groups handshakes by client, server and SNI across destination ports ("reset on 8443,
 fine on 443"), and by server and port across SNIs ("reset on 8443 only when SNI =
 x; the IP or no SNI passes").  Fed record dicts one at a time; memory is bounded by
-``MAX_GROUPS``.
+``MAX_GROUPS`` and ``MAX_MEMBERS``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_GROUPS = 50_000  # distinct (client, server, SNI) and (server, port) groups tracked
+MAX_MEMBERS = 1_000  # ports of one (client, server, SNI) group, SNIs of one (server, port) group
 FAILURES = frozenset(("rst", "fin", "tls_alert", "plaintext", "silence"))
 
 
@@ -37,7 +38,13 @@ def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key
             owner.truncated = True
             return
         group = table[key] = {}
-    group.setdefault(member, Counter())[verdict] += 1
+    counts = group.get(member)
+    if counts is None:
+        if len(group) >= MAX_MEMBERS:  # one busy server with endless names must not grow the table
+            owner.truncated = True
+            return
+        counts = group[member] = Counter()
+    counts[verdict] += 1
 
 
 class PortComparison:

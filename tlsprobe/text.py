@@ -24,7 +24,14 @@ ELLIPSIS = "…"
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # Spreadsheet formula triggers (OWASP CSV injection) plus their full-width forms.
 _FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+# Markdown (CommonMark + GitHub Flavoured): characters that start emphasis, code, links,
+# images, raw HTML, entities, tables, strikethrough, math or @mentions anywhere in a line
+# are always backslash-escaped (always literal for ASCII punctuation).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#!|~&$@])")
+# GFM extended autolinks: "www." and "scheme://" (emails need "@", escaped above).
+_MARKDOWN_AUTOLINK = re.compile(r"(?i)(?<=www)\.|:(?=//)")
+# At the start of a line: list, quote, heading, setext underline, ordered list ("1." "1)").
+_MARKDOWN_START = re.compile(r"[-+=>.]|[0-9]{1,9}[.)]")
 
 
 def _escape_char(c: str) -> str:
@@ -73,15 +80,34 @@ def csv_safe(s: str | None) -> str:
     return escape_unprintable(s)
 
 
-def markdown_escape(s: str | None) -> str:
-    """``s`` as literal text inside Markdown, including a table cell (``|`` escaped)."""
-    if not s:
-        return ""
-    return escape_unprintable(_MARKDOWN_SPECIAL.sub(r"\\\1", s))
+def clip(s: str, max_chars: int | None) -> str:
+    """``s`` cut to ``max_chars`` characters plus ``…`` (``None``: no limit)."""
+    if max_chars is not None and len(s) > max_chars:
+        return s[:max_chars] + ELLIPSIS
+    return s
 
 
-def html_escape(s: str | None) -> str:
-    """``s`` as literal HTML text or attribute value (quotes escaped too)."""
+def markdown_escape(s: str | None, max_chars: int | None = None, *, line_start: bool = True) -> str:
+    """``s`` as literal text inside Markdown, including a table cell (``|`` escaped).
+
+    Controls and line breaks become visible escapes, so the text stays on one line and
+    cannot start a heading, quote, list or table row; ``max_chars`` caps the length
+    (before escaping).  ``line_start=False`` (text inside a table cell or after a
+    heading's ``#``, where no block can start) leaves a leading ``-``, ``1.`` etc. as is.
+    """
     if not s:
         return ""
-    return html.escape(escape_unprintable(s), quote=True)
+    out = _MARKDOWN_SPECIAL.sub(r"\\\1", clip(s, max_chars))
+    out = _MARKDOWN_AUTOLINK.sub(lambda m: "\\" + m.group(0), out)
+    start = _MARKDOWN_START.match(out) if line_start else None
+    if start:
+        out = out[:start.end() - 1] + "\\" + out[start.end() - 1:]
+    return escape_unprintable(out)
+
+
+def html_escape(s: str | None, max_chars: int | None = None) -> str:
+    """``s`` as literal HTML text or attribute value (quotes escaped too); ``max_chars``
+    caps the length (before escaping)."""
+    if not s:
+        return ""
+    return html.escape(escape_unprintable(clip(s, max_chars)), quote=True)
