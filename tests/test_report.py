@@ -654,3 +654,20 @@ def test_markdown_escape_neutralises_gfm() -> None:
         assert md(start, line_start=False) == re.sub(r"([#>])", r"\\\1", start)  # escaped everywhere
     assert md("a\nb\r\x00\u202e\u2028") == "a\\nb\\r\\x00\\u202e\\u2028"
     assert md("x" * 500, 10) == "x" * 10 + "…"
+
+
+def test_live_summary_reports_kernel_drops(tmp_path: Path) -> None:
+    """A `sniff --summary-json` carries the kernel's drop count: the report says what is missing."""
+    demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo.pcap"
+    jsonl, summary_path = tmp_path / "live.jsonl", tmp_path / "live.summary.json"
+    done = invoke("analyze", "-f", "jsonl", "-o", str(jsonl), "--summary-json", str(summary_path), str(demo))
+    assert done.exit_code == 0
+    summary = json.loads(summary_path.read_text())
+    summary["live"] = {"interfaces": ["eth0"], "kernel_received": 400, "kernel_dropped": 60, "pcap": None,
+                       "written": 0, "stopped_by": "SIGINT", "interface_error": None}
+    summary_path.write_text(json.dumps(summary, indent=2))
+    out = tmp_path / "r"
+    done = invoke("report", str(jsonl), str(summary_path), "-o", str(out), "-q")
+    assert done.exit_code == 0, done.output
+    md = (out / "report.md").read_text()
+    assert "60 of 400 packets (15.00%) dropped by the kernel in 1 live capture" in md

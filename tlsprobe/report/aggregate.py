@@ -186,6 +186,9 @@ class SourceTotals:
     malformed_lines: int = 0
     malformed_examples: list[str] = field(default_factory=list)  # "file:line: why"
     jsonl_without_summary: bool = False
+    live_runs: int = 0  # summaries of `tlsprobe sniff`
+    kernel_received: int = 0
+    kernel_dropped: int = 0
     seconds: float = 0.0
 
 

@@ -337,6 +337,11 @@ def _anomalies(doc: Document, agg: Aggregator) -> None:
     skipped: list[Parts] = []
     for message in t.errors[:20]:
         skipped.append((Raw("unreadable input: "), message))
+    if t.live_runs:
+        share = t.kernel_dropped / t.kernel_received if t.kernel_received else 0.0
+        skipped.append((Raw(f"{_n(t.kernel_dropped)} of {_n(t.kernel_received)} packets ({share:.2%}) dropped by "
+                            f"the kernel in {t.live_runs} live capture{'s' if t.live_runs != 1 else ''}: "
+                            "their handshakes are missing"),))
     if len(t.errors) > 20:
         skipped.append((Raw(f"... and {len(t.errors) - 20} more unreadable inputs"),))
     if t.malformed_lines:

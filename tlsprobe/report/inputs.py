@@ -116,6 +116,11 @@ def _read_summary(path: str, agg: Aggregator, on_error: Callable[[str], None]) -
     totals.files += _int(summary.get("files"))
     totals.packets += _int(summary.get("packets"))
     totals.flows += _int(summary.get("flows"))
+    live = summary.get("live")
+    if isinstance(live, dict):  # a live capture: what the kernel dropped never reached the analysis
+        totals.live_runs += 1
+        totals.kernel_received += _int(live.get("kernel_received"))
+        totals.kernel_dropped += _int(live.get("kernel_dropped"))
     anomalies = summary.get("anomalies")
     if isinstance(anomalies, dict):
         for code, n in list(anomalies.items())[:2000]:
