@@ -254,7 +254,9 @@ class FlowEvidence:
             tells.append("timestamps_missing")
         if base is not None and event["ip_id"] in (0, 1) and base.ip_id not in (0, 1) and not (event["df"] and base.df):
             tells.append("ip_id_fixed")
-        if ch is not None and ch.ip_id and event["ip_id"] == ch.ip_id:
+        if ch is not None and ch.ip_id and event["ip_id"] == ch.ip_id and (base is None or base.ip_id != ch.ip_id):
+            # (a server whose own SYN-ACK already had the client's IP ID, e.g. a constant
+            # ID on both sides of a synthetic capture, copies nothing)
             tells.append("ip_id_copied")
         if "R" in event["flags"]:
             if event["payload_len"]:
