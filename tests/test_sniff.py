@@ -10,6 +10,7 @@ installs the tools.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -242,13 +243,23 @@ def _tshark_hellos(pcap: Path) -> dict[int, dict[str, Any]]:
             "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in fields:
         argv += ["-e", f]
+    native = _tshark_has_ja4()
+    if native:
+        argv += ["-e", "tls.handshake.ja4"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     hellos = {}
     for line in out.splitlines():
-        port, sni, ja3, version, supported, ciphers, exts, sigs, alpn = (line.split("\t") + [""] * 9)[:9]
-        hellos[int(port)] = {"sni": sni or None, "ja3": ja3, "ja4": _ja4(version, supported, ciphers, exts, sigs,
-                                                                         alpn, bool(sni))}
+        port, sni, ja3, version, supported, ciphers, exts, sigs, alpn, ja4 = (line.split("\t") + [""] * 10)[:10]
+        # tshark >= 4.2 computes JA4 itself; older ones give the fields it is made of
+        hellos[int(port)] = {"sni": sni or None, "ja3": ja3,
+                             "ja4": ja4 if native else _ja4(version, supported, ciphers, exts, sigs, alpn, bool(sni))}
     return hellos
+
+
+@functools.cache
+def _tshark_has_ja4() -> bool:
+    fields = subprocess.run(["tshark", "-G", "fields"], capture_output=True, text=True).stdout
+    return "\ttls.handshake.ja4\t" in fields
 
 
 def _ja4(version: str, supported: str, ciphers: str, exts: str, sigs: str, alpn: str, has_sni: bool) -> str:
