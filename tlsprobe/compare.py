@@ -3,7 +3,8 @@
 Groups handshakes by client, server and SNI across destination ports ("reset on 8443,
 fine on 443"), and by server and port across SNIs ("reset on 8443 only when SNI =
 x; the IP or no SNI passes").  Fed record dicts one at a time; memory is bounded by
-``MAX_GROUPS``.
+``COMPARE_MAX_GROUPS`` groups per table and ``COMPARE_MAX_MEMBERS`` ports or SNIs per
+group (tlsprobe.limits); what does not fit is not compared and ``truncated`` says so.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-MAX_GROUPS = 50_000  # distinct (client, server, SNI) and (server, port) groups tracked
+from tlsprobe.limits import COMPARE_MAX_GROUPS as MAX_GROUPS
+from tlsprobe.limits import COMPARE_MAX_MEMBERS as MAX_MEMBERS
+
 FAILURES = frozenset(("rst", "fin", "tls_alert", "plaintext", "silence"))
 
 
@@ -37,7 +40,13 @@ def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key
             owner.truncated = True
             return
         group = table[key] = {}
-    group.setdefault(member, Counter())[verdict] += 1
+    counts = group.get(member)
+    if counts is None:
+        if len(group) >= MAX_MEMBERS:
+            owner.truncated = True
+            return
+        counts = group[member] = Counter()
+    counts[verdict] += 1
 
 
 class PortComparison:

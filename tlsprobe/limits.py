@@ -5,16 +5,27 @@ Hitting a limit never fails a run: the work it bounds stops and an anomaly says 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(slots=True, frozen=True)
 class Limits:
-    # Flows tracked at once.  A flow costs ~0.7 KB in the table (two keys, reassembly
-    # state), ~3 KB while its handshake is being parsed and ~0.6 KB once done; 100k flows
-    # keep the table under ~100 MB in normal traffic.  Beyond it the least recently seen
-    # flows (finished ones first) are evicted.
-    max_flows: int = 100_000
+    # Flows tracked at once (the table).  A flow costs ~1.3 KB here (two keys, reassembly
+    # state of both directions, the facts of its SYN and SYN-ACK, two dictionary slots);
+    # 60k flows are ~80 MB: what a SYN flood can make the table hold.  Beyond it the least
+    # recently seen flow is evicted (anomaly flow.evicted when its analysis was not done).
+    max_flows: int = 60_000
+    # Flows whose handshake is being parsed at once (they have record parsers and evidence:
+    # ~3 KB each besides their buffered bytes, so 12k are ~36 MB).  Real handshakes take
+    # a few RTTs; 12k in progress at once is a 100k-handshakes/s link.  Beyond it the flow
+    # that started parsing first loses its analysis (flow.handshakes.cap_exceeded).
+    max_handshake_flows: int = 12_000
+    # Bytes buffered by all flows together: out-of-order segments, partial records and
+    # handshake messages, plaintext kept (each flow's own caps are below).  Per-flow caps
+    # alone would allow max_flows x 1 MB; 32 MB holds 16k partial post-quantum hellos
+    # or 500 full certificate chains.  Beyond it the flow that has held bytes longest loses
+    # its buffers and its analysis (flow.buffers.cap_exceeded).
+    max_buffered_bytes: int = 32 * 1024 * 1024
     # A flow with no packet for this long (capture time, seconds) is evicted.  TCP
     # handshakes complete in seconds; 120 s is twice the longest SYN retry ladder.
     flow_idle_timeout: float = 120.0
@@ -47,6 +58,12 @@ class Limits:
     # fragment waits for its siblings (RFC 791 suggests 15 s; Linux uses 30 s).
     max_ip_fragment_datagrams: int = 4096
     ip_fragment_timeout: float = 30.0
+    # Fragments held per datagram: a 64 KB datagram over a 576-byte MTU is 120; more means
+    # tiny or overlapping fragments (an attack), and the datagram is dropped.
+    max_ip_fragment_parts: int = 128
+    # Fragment bytes held for all datagrams together (Linux's ipfrag_high_thresh is 4 MB);
+    # beyond it the oldest datagrams are dropped (ip.fragment.cap_exceeded).
+    max_ip_fragment_bytes: int = 8 * 1024 * 1024
     # Server packets after the ClientHello kept as evidence per flow (a reset burst, a
     # block page and a racing ServerHello fit; bulk data after that adds nothing).
     max_evidence_packets: int = 16
@@ -58,12 +75,24 @@ class Limits:
     # genuine answer or a reset burst (GFW RSTs arrive within ~0.5 s); or this many RTTs.
     evidence_window: float = 1.0
     evidence_window_rtts: float = 3.0
+    # Longest any evidence window may last whatever the RTT (a forged handshake can claim
+    # an RTT of days, which would keep its flow and timer entry alive as long).
+    max_evidence_wait: float = 30.0
     # QUIC Initial packets decrypted per direction of a connection: a post-quantum
     # ClientHello spans two or three; retransmissions and ACK-only Initials add a few.
     max_quic_initials: int = 8
     # CRYPTO bytes reassembled per direction (a ClientHello is < 4 KB; the server's Initial
     # carries only its ServerHello).
     max_quic_crypto_bytes: int = 64 * 1024
+    # QUIC connections tracked at once (a UDP 4-tuple each, ~2.5 KB while waiting for the
+    # server's Initial with a ClientHello parsed, ~0.6 KB once done; 20k are ~50 MB).
+    # Beyond it the oldest is evicted: its ClientHello, if complete, is reported without
+    # the server's answer (quic.evicted).
+    max_quic_connections: int = 20_000
+    # CRYPTO bytes buffered by all QUIC connections together (a CRYPTO frame at a high
+    # offset makes its connection buffer up to max_quic_crypto_bytes).  Beyond it the
+    # oldest connections are evicted (quic.evicted).
+    max_quic_buffered_bytes: int = 16 * 1024 * 1024
     # Tunnels unwrapped inside one packet (GRE in VXLAN in ...).
     max_tunnel_depth: int = 4
     # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng
@@ -71,4 +100,37 @@ class Limits:
     max_capture_record: int = 256 * 1024
 
 
+    def per_worker(self, workers: int) -> Limits:
+        """The share of each of ``workers`` processes analysing one run (tlsprobe.parallel):
+        the tables and budgets are divided so that the run as a whole keeps these bounds."""
+        if workers <= 1:
+            return self
+        return replace(
+            self,
+            max_flows=max(1, self.max_flows // workers),
+            max_handshake_flows=max(1, self.max_handshake_flows // workers),
+            max_buffered_bytes=self.max_buffered_bytes // workers,
+            max_quic_connections=max(1, self.max_quic_connections // workers),
+            max_quic_buffered_bytes=self.max_quic_buffered_bytes // workers,
+        )
+
+
 DEFAULT_LIMITS = Limits()
+
+# Process-wide caches (module level: shared by every analyser of a process).  Each is
+# bounded in entries, and each entry in bytes, so a capture of distinct hostile inputs
+# cannot grow them.
+
+# Distinct fingerprint inputs remembered (tlsprobe.fingerprint.compute): ~1 KB each.
+FINGERPRINT_CACHE_SIZE = 4096
+# Hellos with more ciphers + extensions + groups + signature algorithms than this are
+# fingerprinted without being cached (real ones have < 100; hostile ones up to 32k).
+FINGERPRINT_CACHE_MAX_ITEMS = 256
+# Distinct (chain, name, day) verification results remembered (tlsprobe.wire.x509), keyed
+# by the chain's SHA-256, not its bytes: ~0.5 KB each.
+VERIFY_CACHE_SIZE = 1024
+# Port comparison (tlsprobe.compare): groups per table - (client, server, SNI) and
+# (server, port) - ~0.7 KB each; members (ports or SNIs) per group.  A flood of distinct
+# SNIs or ports beyond these is not compared (the summary says it was truncated).
+COMPARE_MAX_GROUPS = 20_000
+COMPARE_MAX_MEMBERS = 64

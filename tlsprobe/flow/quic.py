@@ -20,8 +20,8 @@ class QuicTracker:
     """One QUIC connection (a UDP 4-tuple), client side = sender of the first Initial."""
 
     __slots__ = (
-        "anomalies", "await_new_dcid", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done", "first_ts",
-        "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
+        "anomalies", "await_new_dcid", "buffered", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done",
+        "first_ts", "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
     )
 
     def __init__(self, limits: Limits, ts: float) -> None:
@@ -44,6 +44,21 @@ class QuicTracker:
         self.done = False
         self.retried = False
         self.await_new_dcid = False
+        self.buffered = 0  # CRYPTO bytes charged to the run's QUIC budget
+
+    def buffered_bytes(self) -> int:
+        """Bytes the CRYPTO reassembly of both directions holds now."""
+        return self.crypto[0].allocated + self.crypto[1].allocated
+
+    def release(self) -> None:
+        """The record is out: drop keys, buffers and hellos (the tracker stays as a
+        marker so later datagrams of the connection are skipped)."""
+        self.done = True
+        self.keys = None
+        for a in self.crypto:
+            a.clear()
+        self.client_hello = None
+        self.server_hello = None
 
     def note(self, code: str) -> None:
         if code not in self.anomalies:

@@ -470,6 +470,16 @@ class CryptoAssembler:
             buf.extend(bytes(at + len(chunk) - len(buf)))
         buf[at : at + len(chunk)] = chunk
 
+    @property
+    def allocated(self) -> int:
+        """Bytes of buffer held (gaps before out-of-order data included)."""
+        return len(self._buf)
+
+    def clear(self) -> None:
+        """Drop every byte held (the caller has what it needs)."""
+        self._buf = bytearray()
+        self._ranges = []
+
     def contiguous(self) -> bytes:
         """The bytes available from offset 0 with no gap (empty if offset 0 is missing)."""
         r = self._ranges

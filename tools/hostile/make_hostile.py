@@ -37,11 +37,11 @@ from typing import BinaryIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.factory import alpn_ext, client_hello_body, ext, handshake, record, sni_ext, u16, u16_list_ext, vec  # noqa: E402
-from tlsprobe.wire.quic import QUIC_V1, derive_initial_keys  # noqa: E402
+from tests.factory import alpn_ext, client_hello_body, ext, handshake, record, sni_ext, u16, u16_list_ext, vec
+from tlsprobe.wire.quic import QUIC_V1, derive_initial_keys
 
 EPOCH = 1_700_000_000
 STEP_US = 10  # 100,000 packets per second

@@ -27,9 +27,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "bench"))
 
-from run import TreeSampler  # noqa: E402  (bench/run.py)
-
 from make_hostile import SHAPES, write  # noqa: E402
+from run import TreeSampler  # noqa: E402  (bench/run.py)
 
 ALL = ["benign", *SHAPES]
 
