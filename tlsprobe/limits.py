@@ -10,22 +10,23 @@ from dataclasses import dataclass, replace
 
 @dataclass(slots=True, frozen=True)
 class Limits:
-    # Flows tracked at once (the table).  A flow costs ~1.3 KB here (two keys, reassembly
-    # state of both directions, the facts of its SYN and SYN-ACK, two dictionary slots);
-    # 60k flows are ~80 MB: what a SYN flood can make the table hold.  Beyond it the least
+    # Flows tracked at once (the table).  A live flow costs ~1.4 KB here (two keys,
+    # reassembly state of both directions, the facts of its SYN, dictionary and queue
+    # slots), a finished one ~0.5 KB (kept only so its later packets are skipped); 50k live
+    # flows are ~70 MB: what a SYN flood can make the table hold.  Beyond it the least
     # recently seen flow is evicted (anomaly flow.evicted when its analysis was not done).
-    max_flows: int = 60_000
+    max_flows: int = 50_000
     # Flows whose handshake is being parsed at once (they have record parsers and evidence:
-    # ~3 KB each besides their buffered bytes, so 12k are ~36 MB).  Real handshakes take
-    # a few RTTs; 12k in progress at once is a 100k-handshakes/s link.  Beyond it the flow
+    # ~3 KB each besides their buffered bytes, so 8k are ~24 MB).  Real handshakes take
+    # a few RTTs; 8k in progress at once is a ~50k-handshakes/s link.  Beyond it the flow
     # that started parsing first loses its analysis (flow.handshakes.cap_exceeded).
-    max_handshake_flows: int = 12_000
+    max_handshake_flows: int = 8_000
     # Bytes buffered by all flows together: out-of-order segments, partial records and
     # handshake messages, plaintext kept (each flow's own caps are below).  Per-flow caps
-    # alone would allow max_flows x 1 MB; 32 MB holds 16k partial post-quantum hellos
-    # or 500 full certificate chains.  Beyond it the flow that has held bytes longest loses
+    # alone would allow max_flows x 1 MB; 16 MB holds 8k partial post-quantum hellos
+    # or 250 full certificate chains.  Beyond it the flow that has held bytes longest loses
     # its buffers and its analysis (flow.buffers.cap_exceeded).
-    max_buffered_bytes: int = 32 * 1024 * 1024
+    max_buffered_bytes: int = 16 * 1024 * 1024
     # A flow with no packet for this long (capture time, seconds) is evicted.  TCP
     # handshakes complete in seconds; 120 s is twice the longest SYN retry ladder.
     flow_idle_timeout: float = 120.0
@@ -63,7 +64,7 @@ class Limits:
     max_ip_fragment_parts: int = 128
     # Fragment bytes held for all datagrams together (Linux's ipfrag_high_thresh is 4 MB);
     # beyond it the oldest datagrams are dropped (ip.fragment.cap_exceeded).
-    max_ip_fragment_bytes: int = 8 * 1024 * 1024
+    max_ip_fragment_bytes: int = 4 * 1024 * 1024
     # Server packets after the ClientHello kept as evidence per flow (a reset burst, a
     # block page and a racing ServerHello fit; bulk data after that adds nothing).
     max_evidence_packets: int = 16
@@ -84,15 +85,15 @@ class Limits:
     # CRYPTO bytes reassembled per direction (a ClientHello is < 4 KB; the server's Initial
     # carries only its ServerHello).
     max_quic_crypto_bytes: int = 64 * 1024
-    # QUIC connections tracked at once (a UDP 4-tuple each, ~2.5 KB while waiting for the
-    # server's Initial with a ClientHello parsed, ~0.6 KB once done; 20k are ~50 MB).
+    # QUIC connections tracked at once (a UDP 4-tuple each, ~4 KB while waiting for the
+    # server's Initial with a ClientHello parsed, ~0.6 KB once done; 8k are ~32 MB).
     # Beyond it the oldest is evicted: its ClientHello, if complete, is reported without
     # the server's answer (quic.evicted).
-    max_quic_connections: int = 20_000
+    max_quic_connections: int = 8_000
     # CRYPTO bytes buffered by all QUIC connections together (a CRYPTO frame at a high
     # offset makes its connection buffer up to max_quic_crypto_bytes).  Beyond it the
     # oldest connections are evicted (quic.evicted).
-    max_quic_buffered_bytes: int = 16 * 1024 * 1024
+    max_quic_buffered_bytes: int = 8 * 1024 * 1024
     # Tunnels unwrapped inside one packet (GRE in VXLAN in ...).
     max_tunnel_depth: int = 4
     # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng
@@ -121,8 +122,9 @@ DEFAULT_LIMITS = Limits()
 # bounded in entries, and each entry in bytes, so a capture of distinct hostile inputs
 # cannot grow them.
 
-# Distinct fingerprint inputs remembered (tlsprobe.fingerprint.compute): ~1 KB each.
-FINGERPRINT_CACHE_SIZE = 4096
+# Distinct fingerprint inputs remembered (tlsprobe.fingerprint.compute): ~1 KB each, for
+# ClientHellos and ServerHellos each.  Real captures hold a few hundred distinct ones.
+FINGERPRINT_CACHE_SIZE = 2048
 # Hellos with more ciphers + extensions + groups + signature algorithms than this are
 # fingerprinted without being cached (real ones have < 100; hostile ones up to 32k).
 FINGERPRINT_CACHE_MAX_ITEMS = 256
@@ -132,5 +134,5 @@ VERIFY_CACHE_SIZE = 1024
 # Port comparison (tlsprobe.compare): groups per table - (client, server, SNI) and
 # (server, port) - ~0.7 KB each; members (ports or SNIs) per group.  A flood of distinct
 # SNIs or ports beyond these is not compared (the summary says it was truncated).
-COMPARE_MAX_GROUPS = 20_000
+COMPARE_MAX_GROUPS = 10_000
 COMPARE_MAX_MEMBERS = 64

@@ -110,15 +110,22 @@ class QuicTracker:
         keys = self.keys[0] if d == self.client else self.keys[1]
         packet = quic.open_initial(data, header, keys)
         assembler = self.crypto[d]
-        for frame in quic.parse_frames(packet.payload):
+        frames = quic.parse_frames(packet.payload)
+        if (self.client_hello if d == self.client else self.server_hello) is not None:
+            return  # this side's hello is in: its later CRYPTO bytes are not kept
+        for frame in frames:
             if frame.type == 0x06:
                 assembler.add(frame.offset, frame.data)
         if assembler.overflow:
             self.note("quic.crypto.cap_exceeded")
-        if d == self.client and self.client_hello is None:
+        if d == self.client:
             self._client_hello(assembler.contiguous(), ts)
-        elif d != self.client and self.server_hello is None:
+            if self.client_hello is not None:
+                assembler.clear()
+        else:
             self._server_hello(assembler.contiguous())
+            if self.server_hello is not None:
+                assembler.clear()
         if self.client_hello is not None and self.server_hello is not None:
             self.done = True
 

@@ -27,6 +27,16 @@ def key_endpoint(key: bytes, ip_version: int, d: int) -> tuple[bytes, int]:
     return key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
 
 
+def _stopped() -> TcpDirection:
+    d = TcpDirection()
+    d.stopped = True
+    return d
+
+
+# the reassembly state of every finished flow: shared, stopped, never written
+_DONE_DIRS = (_stopped(), _stopped())
+
+
 class Flow:
     """One TCP connection.  Direction 0 sent the first packet we saw.
 
@@ -98,10 +108,7 @@ class Flow:
         self.hs = None
         self.ev = None
         self.watch = False
-        for d in self.dirs:
-            d.ooo = None
-            d.ooo_bytes = 0
-            d.stopped = True
+        self.dirs = _DONE_DIRS  # a finished flow is only a marker for skipping its packets
 
 
 class FlowTable:
