@@ -220,21 +220,51 @@ class Analyzer:
                 yield ready.popleft()
 
     def finish(self) -> Iterator[Record]:
-        """End of input: emit every handshake still open, in time order."""
-        pending = []
-        for flow in self.table.flows():
-            rec = self._close(flow)
-            if rec is not None:
-                pending.append(rec)
-        self._quic_flush(None)
-        pending.extend(self.ready)
+        """End of input: emit every handshake still open, in time order.
+
+        The open flows and QUIC connections are sorted by the time their record will
+        carry, then closed one at a time as their records are taken: tens of thousands
+        of open handshakes never become records all at once."""
+        pending: list[Record] = sorted(self.ready, key=lambda r: r.ts)
         self.ready.clear()
+        opened: list[tuple[float, int, Flow | tuple[QuicTracker, bytes, int]]] = [
+            (self._close_ts(f), id(f), f) for f in self.table.flows() if not f.done
+        ]
+        seen: set[int] = set()
+        for entry in self.quic.values():
+            tracker = entry[0]
+            if not tracker.done and id(tracker) not in seen:
+                seen.add(id(tracker))
+                opened.append((tracker.ch_ts if tracker.ch_ts is not None else tracker.first_ts, id(tracker), entry))
+        opened.sort(key=lambda e: (e[0], e[1]))
+        i = 0
+        for ts, _, obj in opened:
+            while i < len(pending) and pending[i].ts <= ts:
+                yield pending[i]
+                i += 1
+            if isinstance(obj, Flow):
+                rec = self._close(obj)
+                if rec is not None:
+                    yield rec
+            else:
+                self._quic_done(*obj)
+                while self.ready:
+                    yield self.ready.popleft()
+        yield from pending[i:]
+        self.quic.clear()
+        self.quic_count = 0
+        self.quic_buffered = 0
         self.table = FlowTable(self.limits)
         self.decoder.fragments.flush()
-        pending.sort(key=lambda r: r.ts)
-        self.ready.extend(pending)
-        while self.ready:
-            yield self.ready.popleft()
+
+    @staticmethod
+    def _close_ts(flow: Flow) -> float:
+        """The ``ts`` the record of ``flow`` will carry when it is closed."""
+        hs = flow.hs
+        if hs is not None and hs.client_hello is None and hs.http_request is not None:
+            ev = flow.ev
+            return ev.ch_ts if ev is not None and ev.ch_ts is not None else flow.first_ts
+        return flow.ch_ts if flow.ch_ts is not None else flow.first_ts
 
     # -- QUIC ------------------------------------------------------------------
 
@@ -450,9 +480,10 @@ class Analyzer:
 
     def _cut(self, flow: Flow, code: str) -> None:
         """End ``flow``'s analysis to keep a bound: its record (if its hello is in) says so."""
-        self.log.add(code)
         if flow.hs is not None:
-            flow.hs.note(code)
+            flow.hs.note(code)  # counted in the log with the flow's other anomalies
+        else:
+            self.log.add(code)
         rec = self._close(flow)
         if rec is not None:
             self.ready.append(rec)
@@ -656,9 +687,10 @@ class Analyzer:
     def _evict(self, flows: list[Flow], evicted: bool) -> None:
         for flow in flows:
             if evicted and not flow.done:
-                self.log.add("flow.evicted")
                 if flow.hs is not None:
-                    flow.hs.note("flow.evicted")
+                    flow.hs.note("flow.evicted")  # counted in the log with the flow's other anomalies
+                else:
+                    self.log.add("flow.evicted")
             rec = self._close(flow)
             self.table.remove(flow)
             self.stats.evicted += 1

@@ -45,6 +45,8 @@ def make(shape: str, packets: int, outdir: Path) -> Path:
     else:
         write(shape, packets, tmp)
     tmp.rename(path)
+    for extra in outdir.glob(tmp.name + ".*"):  # bench/make_capture.py's .truth.jsonl and .meta.json
+        extra.rename(outdir / extra.name.replace(tmp.name, path.name))
     return path
 
 
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['cpu']:.2f} | {r['wall'] / n * 1e6:.2f} | {r['records']:,} | {anomalies or '-'} |"
                       + ("" if r["rc"] == 0 else f" EXIT {r['rc']}"), flush=True)
             if not args.keep:
-                path.unlink()
+                for extra in path.parent.glob(path.name + "*"):  # the capture, and benign's .truth/.meta
+                    extra.unlink()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
