@@ -325,14 +325,14 @@ def test_per_worker_limits_divide_the_tables() -> None:
 
 # (shape, packets): enough for each shape to reach the default limit it attacks
 SIZES = [
-    ("syn", 55_000),  # > max_flows (50k)
+    ("syn", 45_000),  # > max_flows (40k)
     ("syn-hello", 20_000),  # 10k flows with a partial hello: > max_handshake_flows (8k)
     ("ooo", 15_000),  # 21 MB beyond a gap in one flow
     ("ooo-flows", 15_000),  # 21 MB beyond gaps in 2,000 flows: > max_buffered_bytes (16 MB)
     ("hello-cap", 15_000),  # 21 MB of unfinished hellos in 2,000 flows
     ("big-record", 5_000),
     ("big-hello", 5_000),
-    ("quic", 8_500),  # > max_quic_connections (8k)
+    ("quic", 6_500),  # > max_quic_connections (6k)
     ("quic-gap", 2_000),  # 2k x 61 KB of CRYPTO buffer: > max_quic_buffered_bytes (8 MB)
     ("frag", 5_000),  # 7 MB of first fragments: > max_ip_fragment_bytes (4 MB)
 ]

@@ -10,12 +10,13 @@ from dataclasses import dataclass, replace
 
 @dataclass(slots=True, frozen=True)
 class Limits:
-    # Flows tracked at once (the table).  A live flow costs ~1.4 KB here (two keys,
+    # Flows tracked at once (the table).  A live flow costs ~1.2 KB here (two keys,
     # reassembly state of both directions, the facts of its SYN, dictionary and queue
-    # slots), a finished one ~0.5 KB (kept only so its later packets are skipped); 50k live
-    # flows are ~70 MB: what a SYN flood can make the table hold.  Beyond it the least
-    # recently seen flow is evicted (anomaly flow.evicted when its analysis was not done).
-    max_flows: int = 50_000
+    # slots; ~1.45 KB of RSS), a finished one ~0.4 KB (kept only so its later packets are
+    # skipped); 40k live flows are ~58 MB of RSS: what a SYN flood can make the table
+    # hold.  Beyond it the least recently seen flow is evicted (flow.evicted when its
+    # analysis was not done).
+    max_flows: int = 40_000
     # Flows whose handshake is being parsed at once (they have record parsers and evidence:
     # ~3 KB each besides their buffered bytes, so 8k are ~24 MB).  Real handshakes take
     # a few RTTs; 8k in progress at once is a ~50k-handshakes/s link.  Beyond it the flow
@@ -85,11 +86,11 @@ class Limits:
     # CRYPTO bytes reassembled per direction (a ClientHello is < 4 KB; the server's Initial
     # carries only its ServerHello).
     max_quic_crypto_bytes: int = 64 * 1024
-    # QUIC connections tracked at once (a UDP 4-tuple each, ~4 KB while waiting for the
-    # server's Initial with a ClientHello parsed, ~0.6 KB once done; 8k are ~32 MB).
+    # QUIC connections tracked at once (a UDP 4-tuple each, ~3.5 KB while waiting for the
+    # server's Initial with a ClientHello parsed, ~0.6 KB once done; 6k are ~26 MB of RSS).
     # Beyond it the oldest is evicted: its ClientHello, if complete, is reported without
     # the server's answer (quic.evicted).
-    max_quic_connections: int = 8_000
+    max_quic_connections: int = 6_000
     # CRYPTO bytes buffered by all QUIC connections together (a CRYPTO frame at a high
     # offset makes its connection buffer up to max_quic_crypto_bytes).  Beyond it the
     # oldest connections are evicted (quic.evicted).
@@ -134,5 +135,5 @@ VERIFY_CACHE_SIZE = 1024
 # Port comparison (tlsprobe.compare): groups per table - (client, server, SNI) and
 # (server, port) - ~0.7 KB each; members (ports or SNIs) per group.  A flood of distinct
 # SNIs or ports beyond these is not compared (the summary says it was truncated).
-COMPARE_MAX_GROUPS = 10_000
+COMPARE_MAX_GROUPS = 5_000
 COMPARE_MAX_MEMBERS = 64
