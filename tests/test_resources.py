@@ -22,7 +22,7 @@ from tlsprobe.capture.files import Packet
 from tlsprobe.compare import PortComparison
 from tlsprobe.fingerprint import compute
 from tlsprobe.limits import (
-    COMPARE_MAX_GROUPS,
+    COMPARE_MAX_ENTRIES,
     COMPARE_MAX_MEMBERS,
     FINGERPRINT_CACHE_MAX_ITEMS,
     FINGERPRINT_CACHE_SIZE,
@@ -308,9 +308,10 @@ def test_port_comparison_is_bounded_in_groups_and_members() -> None:
     assert len(pc.by_port[("192.0.2.1", 443)]) == COMPARE_MAX_MEMBERS
     assert pc.truncated
     pc = PortComparison()
-    for i in range(COMPARE_MAX_GROUPS + 100):  # distinct clients
-        pc.add({"src_ip": f"c{i}", "dst_ip": "192.0.2.1", "dst_port": 443, "sni": "x", "outcome": "server_hello"})
-    assert len(pc.by_name) == COMPARE_MAX_GROUPS
+    for i in range(COMPARE_MAX_ENTRIES):  # distinct clients, distinct SNIs
+        pc.add({"src_ip": f"c{i}", "dst_ip": f"s{i % 1000}", "dst_port": 443, "sni": f"x{i}", "outcome": "rst"})
+    held = sum(len(g) for t in (pc.by_name, pc.by_port) for g in t.values())
+    assert held == pc.entries == COMPARE_MAX_ENTRIES
 
 
 def test_per_worker_limits_divide_the_tables() -> None:

@@ -132,8 +132,9 @@ FINGERPRINT_CACHE_MAX_ITEMS = 256
 # Distinct (chain, name, day) verification results remembered (tlsprobe.wire.x509), keyed
 # by the chain's SHA-256, not its bytes: ~0.5 KB each.
 VERIFY_CACHE_SIZE = 1024
-# Port comparison (tlsprobe.compare): groups per table - (client, server, SNI) and
-# (server, port) - ~0.7 KB each; members (ports or SNIs) per group.  A flood of distinct
-# SNIs or ports beyond these is not compared (the summary says it was truncated).
-COMPARE_MAX_GROUPS = 5_000
+# Port comparison (tlsprobe.compare): (group, member) counters in both tables - groups
+# (client, server, SNI) with ports, (server, port) with SNIs - ~0.4 KB each, so ~8 MB;
+# and members per group, so that one server cannot take them all.  Handshakes beyond
+# these are not compared (the summary says port_comparison_truncated).
+COMPARE_MAX_ENTRIES = 20_000
 COMPARE_MAX_MEMBERS = 64
