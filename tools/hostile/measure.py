@@ -80,6 +80,39 @@ def run_one(capture: Path, jobs: int | None) -> dict[str, Any]:
     }
 
 
+def render(results: list[dict[str, Any]]) -> str:
+    """The docs/robustness.md table: one row per shape, both sizes side by side."""
+    by: dict[tuple[str, int, str], dict[str, Any]] = {}
+    sizes: list[int] = []
+    shapes: list[str] = []
+    for r in results:
+        by[(r["shape"], r["packets"], str(r["jobs"]))] = r
+        if r["packets"] not in sizes:
+            sizes.append(r["packets"])
+        if r["shape"] not in shapes:
+            shapes.append(r["shape"])
+    sizes.sort()
+    big = sizes[-1]
+    head = ["capture", f"MB at {big:,}"]
+    for n in sizes:
+        head += [f"peak RSS MiB, {n // 1000}k pkts, -j 1 / default", f"CPU us/pkt, {n // 1000}k"]
+    head += [f"anomalies and records at {big:,} packets"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
+    for shape in shapes:
+        row = [shape]
+        one_big = by.get((shape, big, "1"), {})
+        row.append(f"{one_big.get('size', 0) / 1e6:,.0f}")
+        for n in sizes:
+            one, dflt = by.get((shape, n, "1")), by.get((shape, n, "default"))
+            rss = f"{one['rss_mib']:.0f}" if one else "-"
+            rss += f" / {dflt['tree_mib']:.0f}" if dflt else ""
+            row += [rss, f"{one['cpu'] / n * 1e6:.1f}" if one else "-"]
+        an = ", ".join(f"`{k}` {v:,}" for k, v in sorted(one_big.get("anomalies", {}).items(), key=lambda kv: -kv[1]))
+        row.append((an or "none") + f"; {one_big.get('records', 0):,} records")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", nargs="+", default=ALL, choices=ALL)
@@ -88,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", nargs="+", default=["1", "default"], help="1, default, or a number")
     ap.add_argument("--keep", action="store_true", help="keep the generated captures")
     ap.add_argument("--json", type=Path, help="write the raw results here")
+    ap.add_argument("--render", type=Path, help="print the table of a --json file and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     args.outdir.mkdir(parents=True, exist_ok=True)
     results = []
     print("| capture | packets | MB | jobs | peak RSS MiB | wall s | CPU s | wall s/Mpkt | records | anomalies |")
