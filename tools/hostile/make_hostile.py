@@ -21,6 +21,8 @@ is reached by size, not by time).  Nothing is built in memory; any size can be m
     quic-gap      the same, CRYPTO frame at offset 60,000 (nothing at offset 0)
     frag          IPv4 first fragments (MF set, offset 0) of 1,480 bytes, distinct
                   (source, IP ID): datagrams that never complete
+    mix           syn-hello, hello-cap, quic-partial, quic-gap and frag in turn, packet
+                  by packet: every table and budget filling at once
 
     python3 tools/hostile/make_hostile.py syn --packets 1000000 -o /tmp/syn.pcap
 """
@@ -286,6 +288,26 @@ def frag(n: int) -> Iterator[Frame]:
         yield ipv4(client_addr(i >> 16), SERVER, 6, body, ip_id=i & 0xFFFF, frag=0x2000)
 
 
+def mix(n: int) -> Iterator[Frame]:
+    """Every attack on memory at once, packet by packet in turn: partial hellos filling the
+    flow table and handshake limit, unfinished big hellos filling the buffer budget,
+    QUIC Initials with partial hellos, CRYPTO frames at a high offset, incomplete fragments."""
+    parts = [syn_hello(n), hello_cap(n), quic_partial(n), quic_gap(n), frag(n)]
+    servers = [bytes([192, 0, 2, 10 + k]) for k in range(len(parts))]  # one server each: no shared flows
+    sent = 0
+    while sent < n:
+        for g, server in zip(parts, servers, strict=True):
+            if sent >= n:
+                break
+            frame = bytearray(next(g))
+            if frame[26:30] == SERVER:
+                frame[26:30] = server  # a server-to-client packet
+            else:
+                frame[30:34] = server
+            yield bytes(frame)
+            sent += 1
+
+
 SHAPES: dict[str, Callable[[int], Iterator[Frame]]] = {
     "syn": syn,
     "syn-hello": syn_hello,
@@ -298,6 +320,7 @@ SHAPES: dict[str, Callable[[int], Iterator[Frame]]] = {
     "quic-partial": quic_partial,
     "quic-gap": quic_gap,
     "frag": frag,
+    "mix": mix,
 }
 
 

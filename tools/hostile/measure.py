@@ -93,10 +93,11 @@ def render(results: list[dict[str, Any]]) -> str:
             shapes.append(r["shape"])
     sizes.sort()
     big = sizes[-1]
-    head = ["capture", f"MB at {big:,}"]
+    head = ["capture", f"MB at {big // 1000}k"]
     for n in sizes:
-        head += [f"peak RSS MiB, {n // 1000}k pkts, -j 1 / default", f"CPU us/pkt, {n // 1000}k"]
-    head += [f"anomalies and records at {big:,} packets"]
+        head += [f"peak RSS MiB at {n // 1000}k, -j 1 / default", f"CPU s per Mpkt at {n // 1000}k"]
+    head += [f"x benign at {big // 1000}k", f"anomalies and records at {big // 1000}k packets (-j 1)"]
+    base = by.get(("benign", big, "1"))
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
     for shape in shapes:
         row = [shape]
@@ -107,6 +108,8 @@ def render(results: list[dict[str, Any]]) -> str:
             rss = f"{one['rss_mib']:.0f}" if one else "-"
             rss += f" / {dflt['tree_mib']:.0f}" if dflt else ""
             row += [rss, f"{one['cpu'] / n * 1e6:.1f}" if one else "-"]
+        ratio = one_big["cpu"] / base["cpu"] if one_big and base else None
+        row.append(f"{ratio:.1f}" if ratio is not None else "-")
         an = ", ".join(f"`{k}` {v:,}" for k, v in sorted(one_big.get("anomalies", {}).items(), key=lambda kv: -kv[1]))
         row.append((an or "none") + f"; {one_big.get('records', 0):,} records")
         lines.append("| " + " | ".join(row) + " |")
