@@ -9,6 +9,7 @@ limits, in a subprocess whose peak RSS must stay under the documented ceiling.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.factory import client_hello_body, handshake, record
-from tlsprobe.capture.files import Packet
+from tests.test_capture import _block
+from tlsprobe.anomalies import AnomalyLog
+from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.compare import PortComparison
 from tlsprobe.fingerprint import compute
 from tlsprobe.limits import (
@@ -272,6 +275,19 @@ def test_tiny_fragments_are_capped_per_datagram() -> None:
     run(an, frames, lambda a: None)
     assert an.decoder.fragments.held == 0
     assert counts(an)["ip.fragment.cap_exceeded"] >= 5
+
+
+# -- capture files ----------------------------------------------------------------------------
+
+
+def test_pcapng_interface_list_is_bounded(tmp_path: Path) -> None:
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = _block(1, struct.pack("<HHI", 1, 0, 262144))
+    path = tmp_path / "ifaces.pcapng"
+    path.write_bytes(shb + idb * 5000)
+    log = AnomalyLog()
+    assert list(CaptureFile(str(path), log, Limits(max_capture_interfaces=100))) == []
+    assert log.counts == {"capture.too_many_interfaces": 4900}
 
 
 # -- caches ---------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ ANOMALIES: dict[str, str] = {
     "capture.bad_record": "a record or block header is impossible (length past limits); reading stopped",
     "capture.snaplen_cut": "a packet was cut by the capture's snapshot length",
     "capture.unknown_linktype": "a link-layer type tlsprobe does not decode",
+    "capture.too_many_interfaces": "a pcapng section describes more interfaces than the limit; the extra ones "
+                                   "are ignored",
     # link / network / transport decode
     "decode.truncated": "a packet ends inside a link, IP, tunnel or TCP/UDP header",
     "decode.bad_ip": "an IP header is malformed (version, header length, total length)",

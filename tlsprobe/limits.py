@@ -14,8 +14,8 @@ class Limits:
     # reassembly state of both directions, the facts of its SYN, dictionary and queue
     # slots; ~1.45 KB of RSS), a finished one ~0.4 KB (kept only so its later packets are
     # skipped); 40k live flows are ~58 MB of RSS: what a SYN flood can make the table
-    # hold.  Beyond it the least recently seen flow is evicted (flow.evicted when its
-    # analysis was not done).
+    # hold.  Beyond it the least recently seen flow (approximately: FlowTable.victim) is
+    # evicted (flow.evicted when its analysis was not done).
     max_flows: int = 40_000
     # Flows whose handshake is being parsed at once (they have record parsers and evidence:
     # ~3 KB each besides their buffered bytes, so 8k are ~24 MB).  Real handshakes take
@@ -100,6 +100,10 @@ class Limits:
     # A capture record larger than this is impossible (jumbo frames are 9 KB, pcapng
     # snaplen allows 256 KB); larger means a corrupt header and reading stops.
     max_capture_record: int = 256 * 1024
+    # Interfaces described per pcapng section (real captures have a handful, a router's
+    # a few hundred); each costs ~0.1 KB, so a file of empty interface blocks cannot grow
+    # the list.  Packets on the interfaces past it are counted as capture.bad_record.
+    max_capture_interfaces: int = 4096
 
 
     def per_worker(self, workers: int) -> Limits:

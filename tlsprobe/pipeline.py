@@ -254,6 +254,7 @@ class Analyzer:
         self.quic.clear()
         self.quic_count = 0
         self.quic_buffered = 0
+        self._deadlines = []
         self.table = FlowTable(self.limits)
         self.decoder.fragments.flush()
 
