@@ -119,6 +119,22 @@ def test_partial_hello_flood_caps_flows_in_handshake() -> None:
     assert an.buffered == 0  # all released at the end
 
 
+def test_complete_hello_flood_is_charged_for_its_parsed_hellos() -> None:
+    """Hellos that are parsed and wait for an answer that never comes hold ~5 KB each."""
+    budget = 100 * 1024
+
+    def check(an: Analyzer) -> None:
+        assert an.buffered <= budget
+        assert an.buffered == flow_bytes(an)
+
+    an = Analyzer(Limits(max_buffered_bytes=budget))
+    recs = run(an, mh.hello(4000), check)
+    assert len(recs) == 2000  # every hello reported, the cut ones too
+    cut = [r for r in recs if "flow.buffers.cap_exceeded" in r.anomalies]
+    assert len(cut) == counts(an)["flow.buffers.cap_exceeded"] > 1500
+    assert all(r.client_hello.sni == "www.example.com" for r in cut)
+
+
 def test_one_flow_out_of_order_forever_is_cut_once() -> None:
     lim = Limits(max_ooo_bytes=64 * 1024)
 
@@ -344,6 +360,7 @@ def test_per_worker_limits_divide_the_tables() -> None:
 SIZES = [
     ("syn", 45_000),  # > max_flows (40k)
     ("syn-hello", 20_000),  # 10k flows with a partial hello: > max_handshake_flows (8k)
+    ("hello", 20_000),  # 10k flows waiting with a parsed hello: ~50 MB > max_buffered_bytes
     ("ooo", 15_000),  # 21 MB beyond a gap in one flow
     ("ooo-flows", 15_000),  # 21 MB beyond gaps in 2,000 flows: > max_buffered_bytes (16 MB)
     ("hello-cap", 15_000),  # 21 MB of unfinished hellos in 2,000 flows

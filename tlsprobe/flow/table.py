@@ -75,7 +75,8 @@ class Flow:
     def buffered_bytes(self) -> int:
         """What this flow holds in buffers now: out-of-order segments (payload plus
         ~128 bytes of bookkeeping each), record and handshake-message buffers, server
-        plaintext kept, segments tracked while the hello is assembled (~100 bytes each)."""
+        plaintext kept, segments tracked while the hello is assembled (~100 bytes each),
+        and the parsed hellos and certificates waiting for the record (approximately)."""
         n = 0
         for d in self.dirs:
             if d.ooo:
@@ -84,7 +85,7 @@ class Flow:
         if hs is not None:
             for p in hs.parsers:
                 n += len(p.buf) + len(p.hs_buf)
-            n += len(hs.plaintext) + 100 * (len(hs.segs[0]) + len(hs.segs[1]))
+            n += len(hs.plaintext) + 100 * (len(hs.segs[0]) + len(hs.segs[1])) + hs.held
         return n
 
     def handshake(self, limits: Limits, http: bool = False) -> HandshakeTracker:

@@ -7,6 +7,7 @@ is reached by size, not by time).  Nothing is built in memory; any size can be m
     syn           one SYN per flow, every flow distinct (a SYN flood)
     syn-hello     SYN + the first 1,400 bytes of a 1.9 KB post-quantum-sized ClientHello
                   per flow (flow state with a partial hello buffered: the heavy case)
+    hello         SYN + a complete 1.9 KB ClientHello per flow, never answered
     ooo           one flow: handshake, then segments of 1,400 bytes beyond a 1,400-byte
                   gap that is never filled (100 MB = 75,000 packets)
     ooo-flows     2,000 flows interleaved, each with segments beyond a never-filled gap
@@ -125,6 +126,18 @@ def syn_hello(n: int) -> Iterator[Frame]:
         c, p = client_addr(i), client_port(i)
         yield tcp(c, SERVER, p, 443, 1000, 0, SYN)
         yield tcp(c, SERVER, p, 443, 1001, 1, ACK | PSH, head)
+    if n % 2:
+        yield tcp(client_addr(n), SERVER, 999, 443, 1000, 0, SYN)
+
+
+def hello(n: int) -> Iterator[Frame]:
+    """SYN + a complete 1.9 KB ClientHello per flow (one segment); no server ever answers:
+    every flow holds a parsed hello while it waits."""
+    rec = record(22, pq_client_hello())
+    for i in range(n // 2):
+        c, p = client_addr(i), client_port(i)
+        yield tcp(c, SERVER, p, 443, 1000, 0, SYN)
+        yield tcp(c, SERVER, p, 443, 1001, 1, ACK | PSH, rec)
     if n % 2:
         yield tcp(client_addr(n), SERVER, 999, 443, 1000, 0, SYN)
 
@@ -311,6 +324,7 @@ def mix(n: int) -> Iterator[Frame]:
 SHAPES: dict[str, Callable[[int], Iterator[Frame]]] = {
     "syn": syn,
     "syn-hello": syn_hello,
+    "hello": hello,
     "ooo": ooo,
     "ooo-flows": ooo_flows,
     "big-record": big_record,
