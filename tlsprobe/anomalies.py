@@ -16,6 +16,8 @@ ANOMALIES: dict[str, str] = {
     "capture.bad_record": "a record or block header is impossible (length past limits); reading stopped",
     "capture.snaplen_cut": "a packet was cut by the capture's snapshot length",
     "capture.unknown_linktype": "a link-layer type tlsprobe does not decode",
+    "capture.too_many_interfaces": "a pcapng section describes more interfaces than the limit; the extra ones "
+                                   "are ignored",
     # link / network / transport decode
     "decode.truncated": "a packet ends inside a link, IP, tunnel or TCP/UDP header",
     "decode.bad_ip": "an IP header is malformed (version, header length, total length)",
@@ -25,6 +27,10 @@ ANOMALIES: dict[str, str] = {
     "ip.fragment.cap_exceeded": "IP fragment reassembly limit reached; fragments dropped",
     # flows and TCP
     "flow.evicted": "a flow still being analysed was evicted (table full or idle)",
+    "flow.handshakes.cap_exceeded": "too many handshakes in progress at once; the oldest lost its analysis "
+                                    "(its ClientHello, if complete, is reported without what followed)",
+    "flow.buffers.cap_exceeded": "the bytes buffered by all flows reached the memory limit; the flow that held bytes "
+                                 "longest lost its buffers and analysis (its ClientHello, if complete, is reported)",
     "tcp.reassembly.gap": "bytes missing in a TCP stream (lost or not captured)",
     "tcp.reassembly.cap_exceeded": "too many out-of-order bytes buffered; stream analysis stopped",
     "tcp.midstream": "the flow was already in TLS application data when the capture started",
@@ -61,7 +67,8 @@ ANOMALIES: dict[str, str] = {
     "quic.crypto.cap_exceeded": "CRYPTO data beyond the reassembly limit; dropped",
     "quic.tp.malformed": "the QUIC transport parameters extension does not parse",
     "quic.varint.truncated": "a QUIC variable-length integer cut short",
-    "quic.table_full": "too many QUIC connections tracked at once; new ones ignored",
+    "quic.evicted": "a QUIC connection still waiting for its hellos was evicted (connection table or CRYPTO buffer "
+                    "limit full); its ClientHello, if complete, is reported without the server's answer",
 }
 
 

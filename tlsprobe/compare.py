@@ -3,7 +3,9 @@
 Groups handshakes by client, server and SNI across destination ports ("reset on 8443,
 fine on 443"), and by server and port across SNIs ("reset on 8443 only when SNI =
 x; the IP or no SNI passes").  Fed record dicts one at a time; memory is bounded by
-``MAX_GROUPS`` and ``MAX_MEMBERS``.
+``COMPARE_MAX_ENTRIES`` (group, member) counters in all and ``COMPARE_MAX_MEMBERS``
+ports or SNIs per group (tlsprobe.limits); what does not fit is not compared and
+``truncated`` says so.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-MAX_GROUPS = 50_000  # distinct (client, server, SNI) and (server, port) groups tracked
-MAX_MEMBERS = 1_000  # ports of one (client, server, SNI) group, SNIs of one (server, port) group
+from tlsprobe.limits import COMPARE_MAX_ENTRIES as MAX_ENTRIES
+from tlsprobe.limits import COMPARE_MAX_MEMBERS as MAX_MEMBERS
+
 FAILURES = frozenset(("rst", "fin", "tls_alert", "plaintext", "silence"))
 
 
@@ -33,17 +36,15 @@ def verdict_of(rec: Mapping[str, Any]) -> str | None:
 def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key: Any, member: Any,
            verdict: str) -> None:
     group = table.get(key)
-    if group is None:
-        if len(table) >= MAX_GROUPS:
-            owner.truncated = True
-            return
-        group = table[key] = {}
-    counts = group.get(member)
+    counts = group.get(member) if group is not None else None
     if counts is None:
-        if len(group) >= MAX_MEMBERS:  # one busy server with endless names must not grow the table
+        if owner.entries >= MAX_ENTRIES or (group is not None and len(group) >= MAX_MEMBERS):
             owner.truncated = True
             return
+        if group is None:
+            group = table[key] = {}
         counts = group[member] = Counter()
+        owner.entries += 1
     counts[verdict] += 1
 
 
@@ -54,6 +55,7 @@ class PortComparison:
         self.by_name: dict[Any, dict[Any, Counter[str]]] = {}  # (client, server, sni) -> port -> verdicts
         self.by_port: dict[Any, dict[Any, Counter[str]]] = {}  # (server, port) -> sni -> verdicts
         self.truncated = False
+        self.entries = 0  # (group, member) counters held in both tables
 
     def add(self, rec: Mapping[str, Any]) -> None:
         v = verdict_of(rec)

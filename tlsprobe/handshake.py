@@ -43,6 +43,7 @@ class HandshakeTracker:
         "ch_msg",
         "client",
         "client_hello",
+        "held",
         "hrr",
         "http",
         "http_request",
@@ -87,6 +88,9 @@ class HandshakeTracker:
         self.midstream = False
         # (start offset, end offset, ts) of segments per direction while the hello is assembled
         self.segs: tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]] = ([], [])
+        # approximate bytes of the parsed hellos and certificates kept until the record is
+        # out (charged with the flow's buffers: a hostile hello of 32k ciphers is ~1 MB)
+        self.held = 0
         if client is not None:
             self.set_client(client)
 
@@ -242,6 +246,7 @@ class HandshakeTracker:
         except WireError as exc:
             self.note(exc.code)
             return False
+        self.held += hello_cost(ch) + len(m.body)
         if self.client_hello is None:
             self.client_hello = ch
             self.ch_msg = m
@@ -267,6 +272,7 @@ class HandshakeTracker:
             self.note(exc.code)
             self._server_finished()
             return
+        self.held += hello_cost(sh)
         for code in sh.anomalies:
             self.note(code)
         if sh.is_hrr:
@@ -295,3 +301,15 @@ class HandshakeTracker:
             if info.error:
                 self.note("x509.parse_error")
             self.certificates.append(info)
+            self.held += 600 + 2 * len(der) + sum(80 + len(n) for n in (*info.san_dns, *info.san_ip))
+
+
+def hello_cost(h: ClientHello | ServerHello) -> int:
+    """Approximate bytes a parsed hello holds: ~36 per list item (an int and its slot),
+    ~90 per extension plus its bytes, a few hundred for the object."""
+    items = 36 * len(h.extension_types) + sum(90 + len(data) for _, data in h.extensions)
+    if isinstance(h, ClientHello):
+        items += 36 * (len(h.cipher_suites) + len(h.supported_groups) + len(h.signature_algorithms)
+                       + len(h.supported_versions) + len(h.key_share_groups) + len(h.sslv2_cipher_specs))
+        items += sum(40 + len(a) for a in h.alpn_raw) + len(h.sni_raw or b"")
+    return 600 + items

@@ -45,7 +45,9 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
             conn.send(msg)
 
     try:
-        an = Analyzer(limits, (part, nparts), rules=load_rules(rules_paths) if rules_paths else None, http=http)
+        # each worker gets its share of the tables and budgets: the run keeps the bounds
+        an = Analyzer(limits.per_worker(nparts), (part, nparts),
+                      rules=load_rules(rules_paths) if rules_paths else None, http=http)
         batch: list[dict[str, Any]] = []
         errors: list[str] = []
         reading: list[tuple[int, TrackedCapture]] = []  # the file being read, for the sampler

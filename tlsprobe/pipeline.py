@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import struct
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -140,7 +140,14 @@ class Analyzer:
         self.stats = Stats()
         self.ready: deque[Record] = deque()
         self.capture_name: str | None = None
-        self.quic: dict[bytes, tuple[QuicTracker, bytes, int]] = {}  # both directions' keys
+        # QUIC connections by both directions' keys, oldest first (evicted from the front)
+        self.quic: OrderedDict[bytes, tuple[QuicTracker, bytes, int]] = OrderedDict()
+        self.quic_count = 0
+        self.quic_buffered = 0  # CRYPTO bytes held by all QUIC connections
+        # flows with handshake state, and flows holding buffered bytes: oldest first
+        self._active: OrderedDict[Flow, None] = OrderedDict()
+        self._buffering: OrderedDict[Flow, None] = OrderedDict()
+        self.buffered = 0  # bytes held by all TCP flows (Flow.buffered_bytes)
         self._next_sweep = 0.0
         self._next_timer = 0.0
         self._deadlines: list[tuple[float, int, Flow]] = []  # heap of evidence windows closing
@@ -223,21 +230,52 @@ class Analyzer:
             yield self.ready.popleft()
 
     def finish(self) -> Iterator[Record]:
-        """End of input: emit every handshake still open, in time order."""
-        pending = []
-        for flow in self.table.flows():
-            rec = self._close(flow)
-            if rec is not None:
-                pending.append(rec)
-        self._quic_flush(None)
-        pending.extend(self.ready)
+        """End of input: emit every handshake still open, in time order.
+
+        The open flows and QUIC connections are sorted by the time their record will
+        carry, then closed one at a time as their records are taken: tens of thousands
+        of open handshakes never become records all at once."""
+        pending: list[Record] = sorted(self.ready, key=lambda r: r.ts)
         self.ready.clear()
+        opened: list[tuple[float, int, Flow | tuple[QuicTracker, bytes, int]]] = [
+            (self._close_ts(f), id(f), f) for f in self.table.flows() if not f.done
+        ]
+        seen: set[int] = set()
+        for entry in self.quic.values():
+            tracker = entry[0]
+            if not tracker.done and id(tracker) not in seen:
+                seen.add(id(tracker))
+                opened.append((tracker.ch_ts if tracker.ch_ts is not None else tracker.first_ts, id(tracker), entry))
+        opened.sort(key=lambda e: (e[0], e[1]))
+        i = 0
+        for ts, _, obj in opened:
+            while i < len(pending) and pending[i].ts <= ts:
+                yield pending[i]
+                i += 1
+            if isinstance(obj, Flow):
+                rec = self._close(obj)
+                if rec is not None:
+                    yield rec
+            else:
+                self._quic_done(*obj)
+                while self.ready:
+                    yield self.ready.popleft()
+        yield from pending[i:]
+        self.quic.clear()
+        self.quic_count = 0
+        self.quic_buffered = 0
+        self._deadlines = []
         self.table = FlowTable(self.limits)
         self.decoder.fragments.flush()
-        pending.sort(key=lambda r: r.ts)
-        self.ready.extend(pending)
-        while self.ready:
-            yield self.ready.popleft()
+
+    @staticmethod
+    def _close_ts(flow: Flow) -> float:
+        """The ``ts`` the record of ``flow`` will carry when it is closed."""
+        hs = flow.hs
+        if hs is not None and hs.client_hello is None and hs.http_request is not None:
+            ev = flow.ev
+            return ev.ch_ts if ev is not None and ev.ch_ts is not None else flow.first_ts
+        return flow.ch_ts if flow.ch_ts is not None else flow.first_ts
 
     # -- QUIC ------------------------------------------------------------------
 
@@ -249,13 +287,13 @@ class Analyzer:
             data = seg.payload
             if not quic.looks_like_quic_long(data) or quic.initial_salt(int.from_bytes(data[1:5], "big")) is None:
                 return  # not QUIC, or a version whose Initials cannot be decrypted
-            if len(self.quic) >= 2 * self.limits.max_flows:
-                self.log.add("quic.table_full")
-                return
+            if self.quic_count >= self.limits.max_quic_connections:
+                self._quic_evict_oldest()
             tracker = QuicTracker(self.limits, ts)
             rkey = reverse_key(key, len(seg.src))
             self.quic[key] = (tracker, key, seg.ip_version)
             self.quic[rkey] = (tracker, key, seg.ip_version)
+            self.quic_count += 1
             entry = self.quic[key]
             self.stats.flows += 1
         tracker, first_key, ipv = entry
@@ -264,13 +302,32 @@ class Analyzer:
         tracker.datagram(0 if key == first_key else 1, seg.payload, ts)
         if tracker.done:
             self._quic_done(tracker, first_key, ipv)
+        n = tracker.buffered_bytes()
+        if n != tracker.buffered:
+            self.quic_buffered += n - tracker.buffered
+            tracker.buffered = n
+            while self.quic_buffered > self.limits.max_quic_buffered_bytes and self.quic:
+                self._quic_evict_oldest()
+
+    def _quic_evict_oldest(self) -> None:
+        """Drop the oldest QUIC connection (table or CRYPTO budget full); one still waiting
+        for its hellos reports what it has (quic.evicted)."""
+        _, (tracker, first_key, ipv) = self.quic.popitem(last=False)
+        self.quic.pop(reverse_key(first_key, 4 if ipv == 4 else 16), None)
+        self.quic_count -= 1
+        if not tracker.done:
+            tracker.note("quic.evicted")
+            self._quic_done(tracker, first_key, ipv)
 
     def _quic_done(self, tracker: QuicTracker, first_key: bytes, ipv: int) -> None:
         tracker.done = True
+        self.quic_buffered -= tracker.buffered
+        tracker.buffered = 0
         for code in tracker.anomalies:
             self.log.add(code)
         ch = tracker.client_hello
         if ch is None or tracker.client is None:
+            tracker.release()
             return
         cip, cport = key_endpoint(first_key, ipv, tracker.client)
         sip, sport = key_endpoint(first_key, ipv, 1 - tracker.client)
@@ -283,6 +340,7 @@ class Analyzer:
             outcome="server_hello" if tracker.server_hello is not None else "incomplete",
             quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
         )
+        tracker.release()
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
@@ -299,7 +357,8 @@ class Analyzer:
                 continue
             if not tracker.done:
                 self._quic_done(tracker, first_key, ipv)
-            self.quic.pop(first_key, None)
+            if self.quic.pop(first_key, None) is not None:
+                self.quic_count -= 1
             self.quic.pop(reverse_key(first_key, 4 if ipv == 4 else 16), None)
 
     # -- TCP -------------------------------------------------------------------
@@ -337,6 +396,10 @@ class Analyzer:
         if flow.ev is not None and flow.ev.ch_ts is not None:
             self._after_hello(flow, flow.ev, d, seg, ts)
         if seg.payload and not flags & TH_RST:  # an RST's payload is diagnostic, not stream data
+            if flow.hs is None:
+                if len(self._active) >= self.limits.max_handshake_flows:
+                    self._cut(next(iter(self._active)), "flow.handshakes.cap_exceeded")
+                self._active[flow] = None
             hs = flow.handshake(self.limits, self.http)
             had_hello = hs.triggered
             self._data(flow, hs, d, seg, ts)
@@ -344,6 +407,9 @@ class Analyzer:
                 self._hello_seen(flow, hs, seg, ts)
             if flow.ev is not None and hs.server_event is not None and flow.ev.outcome is None:
                 flow.ev.set_outcome(hs.server_event, ts)
+            self._account(flow)
+            if flow.done:
+                return  # cut to keep the buffer budget
         if flags & TH_FIN:
             direction.fin = True
         hs = flow.hs
@@ -397,18 +463,62 @@ class Analyzer:
 
     def _silence_window(self, ev: FlowEvidence) -> float:
         rtt = ev.rtt or 0.0
-        return max(self.limits.silence_window, self.limits.silence_window_rtts * rtt)
+        lim = self.limits
+        return min(max(lim.silence_window, lim.silence_window_rtts * rtt), lim.max_evidence_wait)
 
     def _evidence_window(self, ev: FlowEvidence) -> float:
         rtt = ev.rtt or 0.0
-        return max(self.limits.evidence_window, self.limits.evidence_window_rtts * rtt)
+        lim = self.limits
+        return min(max(lim.evidence_window, lim.evidence_window_rtts * rtt), lim.max_evidence_wait)
+
+    # -- budgets ---------------------------------------------------------------
+
+    def _account(self, flow: Flow) -> None:
+        """Charge ``flow``'s buffered bytes to the run's budget; over it, cut the flows
+        that have held bytes longest until it fits (Limits.max_buffered_bytes)."""
+        n = flow.buffered_bytes()
+        old = flow.buffered
+        if n == old:
+            return
+        self.buffered += n - old
+        flow.buffered = n
+        if not n:
+            self._buffering.pop(flow, None)
+        elif not old:
+            self._buffering[flow] = None
+        while self.buffered > self.limits.max_buffered_bytes and self._buffering:
+            self._cut(next(iter(self._buffering)), "flow.buffers.cap_exceeded")
+
+    def _cut(self, flow: Flow, code: str) -> None:
+        """End ``flow``'s analysis to keep a bound: its record (if its hello is in) says so."""
+        if flow.hs is not None:
+            flow.hs.note(code)  # counted in the log with the flow's other anomalies
+        else:
+            self.log.add(code)
+        rec = self._close(flow)
+        if rec is not None:
+            self.ready.append(rec)
+
+    def _release(self, flow: Flow) -> None:
+        if flow.buffered:
+            self.buffered -= flow.buffered
+            flow.buffered = 0
+            self._buffering.pop(flow, None)
+        self._active.pop(flow, None)
+        flow.release()
 
     def _set_deadline(self, flow: Flow, start: float, window: float) -> None:
         deadline = start + window
         if flow.deadline is not None and flow.deadline <= deadline:
             return
         flow.deadline = deadline
-        heapq.heappush(self._deadlines, (deadline, id(flow), flow))
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, id(flow), flow))
+        if len(heap) > 2 * len(self._active) + 1024:
+            # entries of finished flows and moved deadlines linger until they come due:
+            # drop them now and then so the heap stays as large as the live deadlines
+            self._deadlines = [e for e in heap if not e[2].done and e[2].deadline == e[0]]
+            heapq.heapify(self._deadlines)
         if deadline < self._next_timer:
             self._next_timer = deadline
 
@@ -434,7 +544,9 @@ class Analyzer:
     def _new_flow(self, key: bytes, seg: Segment, ts: float) -> Flow:
         table = self.table
         if len(table) >= self.limits.max_flows:
-            self._evict(table.oldest(max(1, self.limits.max_flows // 10)), evicted=True)
+            victim = table.victim()
+            if victim is not None:
+                self._evict([victim], evicted=True)
         flow = Flow(key, reverse_key(key, len(seg.src)), seg.ip_version, ts)
         flow.tunnelled = seg.tunnelled
         table.add(flow)
@@ -478,7 +590,7 @@ class Analyzer:
 
     def _complete(self, flow: Flow) -> None:
         rec = self._record(flow)
-        flow.release()
+        self._release(flow)
         if rec is not None:
             self.ready.append(rec)
 
@@ -490,7 +602,7 @@ class Analyzer:
             # capture ended (or the flow was evicted) with no reaction to the hello
             ev.set_outcome("silence" if ev.unanswered else "incomplete", flow.last_ts)
         rec = self._record(flow)
-        flow.release()
+        self._release(flow)
         return rec
 
     def _record(self, flow: Flow) -> Record | None:
@@ -586,9 +698,10 @@ class Analyzer:
     def _evict(self, flows: list[Flow], evicted: bool) -> None:
         for flow in flows:
             if evicted and not flow.done:
-                self.log.add("flow.evicted")
                 if flow.hs is not None:
-                    flow.hs.note("flow.evicted")
+                    flow.hs.note("flow.evicted")  # counted in the log with the flow's other anomalies
+                else:
+                    self.log.add("flow.evicted")
             rec = self._close(flow)
             self.table.remove(flow)
             self.stats.evicted += 1

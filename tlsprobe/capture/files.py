@@ -202,7 +202,10 @@ class CaptureFile:
                 else:
                     log.add("capture.bad_record")
             elif btype_n == 1:  # interface description
-                ifaces.append(self._idb(buf, body, bend, order))
+                if len(ifaces) < self.limits.max_capture_interfaces:
+                    ifaces.append(self._idb(buf, body, bend, order))
+                else:
+                    log.add("capture.too_many_interfaces")
             pos += blen
         if cut:
             log.add("capture.snaplen_cut", cut)

@@ -9,6 +9,7 @@ from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.limits import Limits
 
 MAX_DATAGRAM = 65535
+PART_OVERHEAD = 100  # bytes of bookkeeping per fragment held (dict slot, bytes header)
 
 
 class _Pending:
@@ -24,12 +25,13 @@ class _Pending:
 class FragmentTable:
     """Datagrams under reassembly, keyed by (version, src, dst, proto, id)."""
 
-    __slots__ = ("limits", "log", "pending")
+    __slots__ = ("held", "limits", "log", "pending")
 
     def __init__(self, limits: Limits, log: AnomalyLog) -> None:
         self.limits = limits
         self.log = log
         self.pending: OrderedDict[tuple[Any, ...], _Pending] = OrderedDict()
+        self.held = 0  # bytes of all pending fragments, plus PART_OVERHEAD each
 
     def add(self, key: tuple[Any, ...], offset: int, more: bool, data: bytes, ts: float) -> bytes | None:
         """Add one fragment; return the whole transport payload once every byte is in."""
@@ -37,19 +39,25 @@ class FragmentTable:
         p = self.pending.get(key)
         if p is None:
             if len(self.pending) >= self.limits.max_ip_fragment_datagrams:
-                self.pending.popitem(last=False)
-                self.log.add("ip.fragment.cap_exceeded")
+                self._drop_oldest()
             p = self.pending[key] = _Pending(ts)
-        if offset + len(data) > MAX_DATAGRAM:
-            self.log.add("ip.fragment.cap_exceeded")
-            del self.pending[key]
-            return None
         if offset in p.parts:
             if p.parts[offset] != data:
                 self.log.add("ip.fragment.overlap")
             return None
+        if (offset + len(data) > MAX_DATAGRAM or p.size + len(data) > MAX_DATAGRAM
+                or len(p.parts) >= self.limits.max_ip_fragment_parts):
+            # past the largest datagram, overlapping copies adding up beyond it, or tiny fragments
+            self.log.add("ip.fragment.cap_exceeded")
+            self._drop(key)
+            return None
         p.parts[offset] = data
         p.size += len(data)
+        self.held += len(data) + PART_OVERHEAD
+        while self.held > self.limits.max_ip_fragment_bytes and len(self.pending) > 1:
+            self._drop_oldest()
+        if key not in self.pending:
+            return None
         if not more:
             p.total = offset + len(data)
         if p.total is None or p.size < p.total:
@@ -62,7 +70,7 @@ class FragmentTable:
                 self.log.add("ip.fragment.overlap")
             out[off : off + len(part)] = part
             covered = max(covered, off + len(part))
-        del self.pending[key]
+        self._drop(key)
         if covered < p.total or len(out) != p.total:
             self.log.add("ip.fragment.overlap")
             return None
@@ -74,11 +82,21 @@ class FragmentTable:
             key, p = next(iter(self.pending.items()))
             if ts - p.first_ts <= timeout:
                 break
-            del self.pending[key]
+            self._drop(key)
             self.log.add("ip.fragment.incomplete")
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        p = self.pending.pop(key)
+        self.held -= p.size + PART_OVERHEAD * len(p.parts)
+
+    def _drop_oldest(self) -> None:
+        key = next(iter(self.pending))
+        self._drop(key)
+        self.log.add("ip.fragment.cap_exceeded")
 
     def flush(self) -> None:
         """End of input: every datagram still pending is incomplete."""
         if self.pending:
             self.log.add("ip.fragment.incomplete", len(self.pending))
             self.pending.clear()
+            self.held = 0

@@ -12,10 +12,12 @@ from typing import Any
 from tlsprobe.fingerprint.ja3 import ja3_string, ja3s_string, md5_hex
 from tlsprobe.fingerprint.ja4 import Ja4Parts
 from tlsprobe.fingerprint.ja4plus import ja4s, ja4s_r
+from tlsprobe.limits import FINGERPRINT_CACHE_MAX_ITEMS as MAX_ITEMS
+from tlsprobe.limits import FINGERPRINT_CACHE_SIZE as CACHE_SIZE
 from tlsprobe.model import ClientHello, ServerHello
 
-# Distinct inputs remembered; a full cache is simply emptied (bounded memory, ~1 KB each).
-CACHE_SIZE = 4096
+# Distinct inputs remembered; a full cache is simply emptied.  Hellos with huge lists are
+# not cached at all, so an entry stays ~1 KB whatever the input.
 
 _client: dict[tuple[Any, ...], dict[str, str | None]] = {}
 _server: dict[tuple[Any, ...], dict[str, str | None]] = {}
@@ -39,9 +41,12 @@ def client_fingerprints(ch: ClientHello, prefix: str = "t") -> dict[str, str | N
             "ja4_o": parts.ja4_o(),
             "ja4_ro": parts.ja4_ro(),
         }
-        if len(_client) >= CACHE_SIZE:
-            _client.clear()
-        _client[key] = fp
+        if len(ch.cipher_suites) + len(ch.extension_types) + len(ch.supported_groups) + len(
+            ch.signature_algorithms
+        ) <= MAX_ITEMS:
+            if len(_client) >= CACHE_SIZE:
+                _client.clear()
+            _client[key] = fp
     return fp
 
 
@@ -54,7 +59,8 @@ def server_fingerprints(sh: ServerHello | None, prefix: str = "t") -> dict[str, 
     if fp is None:
         j3s = ja3s_string(sh)
         fp = {"ja3s": md5_hex(j3s), "ja3s_string": j3s, "ja4s": ja4s(sh, prefix), "ja4s_r": ja4s_r(sh, prefix)}
-        if len(_server) >= CACHE_SIZE:
-            _server.clear()
-        _server[key] = fp
+        if len(sh.extension_types) <= MAX_ITEMS:
+            if len(_server) >= CACHE_SIZE:
+                _server.clear()
+            _server[key] = fp
     return fp

@@ -20,8 +20,8 @@ class QuicTracker:
     """One QUIC connection (a UDP 4-tuple), client side = sender of the first Initial."""
 
     __slots__ = (
-        "anomalies", "await_new_dcid", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done", "first_ts",
-        "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
+        "anomalies", "await_new_dcid", "buffered", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done",
+        "first_ts", "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
     )
 
     def __init__(self, limits: Limits, ts: float) -> None:
@@ -44,6 +44,21 @@ class QuicTracker:
         self.done = False
         self.retried = False
         self.await_new_dcid = False
+        self.buffered = 0  # CRYPTO bytes charged to the run's QUIC budget
+
+    def buffered_bytes(self) -> int:
+        """Bytes the CRYPTO reassembly of both directions holds now."""
+        return self.crypto[0].allocated + self.crypto[1].allocated
+
+    def release(self) -> None:
+        """The record is out: drop keys, buffers and hellos (the tracker stays as a
+        marker so later datagrams of the connection are skipped)."""
+        self.done = True
+        self.keys = None
+        for a in self.crypto:
+            a.clear()
+        self.client_hello = None
+        self.server_hello = None
 
     def note(self, code: str) -> None:
         if code not in self.anomalies:
@@ -95,15 +110,22 @@ class QuicTracker:
         keys = self.keys[0] if d == self.client else self.keys[1]
         packet = quic.open_initial(data, header, keys)
         assembler = self.crypto[d]
-        for frame in quic.parse_frames(packet.payload):
+        frames = quic.parse_frames(packet.payload)
+        if (self.client_hello if d == self.client else self.server_hello) is not None:
+            return  # this side's hello is in: its later CRYPTO bytes are not kept
+        for frame in frames:
             if frame.type == 0x06:
                 assembler.add(frame.offset, frame.data)
         if assembler.overflow:
             self.note("quic.crypto.cap_exceeded")
-        if d == self.client and self.client_hello is None:
+        if d == self.client:
             self._client_hello(assembler.contiguous(), ts)
-        elif d != self.client and self.server_hello is None:
+            if self.client_hello is not None:
+                assembler.clear()
+        else:
             self._server_hello(assembler.contiguous())
+            if self.server_hello is not None:
+                assembler.clear()
         if self.client_hello is not None and self.server_hello is not None:
             self.done = True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from tlsprobe.flow.evidence import FlowEvidence
 from tlsprobe.flow.tcp import TcpDirection
 from tlsprobe.handshake import HandshakeTracker
@@ -25,6 +27,16 @@ def key_endpoint(key: bytes, ip_version: int, d: int) -> tuple[bytes, int]:
     return key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
 
 
+def _stopped() -> TcpDirection:
+    d = TcpDirection()
+    d.stopped = True
+    return d
+
+
+# the reassembly state of every finished flow: shared, stopped, never written
+_DONE_DIRS = (_stopped(), _stopped())
+
+
 class Flow:
     """One TCP connection.  Direction 0 sent the first packet we saw.
 
@@ -33,8 +45,8 @@ class Flow:
     """
 
     __slots__ = (
-        "ch_segments", "ch_ts", "client", "deadline", "dirs", "done", "ev", "first_ts", "hs", "ip_version",
-        "key", "last_ts", "rkey", "tunnelled", "watch",
+        "buffered", "ch_segments", "ch_ts", "client", "deadline", "dirs", "done", "ev", "first_ts", "hs",
+        "ip_version", "key", "last_ts", "rkey", "tunnelled", "watch",
     )
 
     def __init__(self, key: bytes, rkey: bytes, ip_version: int, ts: float) -> None:
@@ -53,11 +65,28 @@ class Flow:
         self.ev: FlowEvidence | None = None  # created at the SYN or SYN-ACK
         self.watch = False  # every packet matters now: the fast path must not skip bare ACKs
         self.deadline: float | None = None  # capture time when the evidence window closes
+        self.buffered = 0  # bytes charged to the run's buffer budget (see Analyzer._account)
 
     def evidence(self) -> FlowEvidence:
         if self.ev is None:
             self.ev = FlowEvidence()
         return self.ev
+
+    def buffered_bytes(self) -> int:
+        """What this flow holds in buffers now: out-of-order segments (payload plus
+        ~128 bytes of bookkeeping each), record and handshake-message buffers, server
+        plaintext kept, segments tracked while the hello is assembled (~100 bytes each),
+        and the parsed hellos and certificates waiting for the record (approximately)."""
+        n = 0
+        for d in self.dirs:
+            if d.ooo:
+                n += d.ooo_bytes + 128 * len(d.ooo)
+        hs = self.hs
+        if hs is not None:
+            for p in hs.parsers:
+                n += len(p.buf) + len(p.hs_buf)
+            n += len(hs.plaintext) + 100 * (len(hs.segs[0]) + len(hs.segs[1])) + hs.held
+        return n
 
     def handshake(self, limits: Limits, http: bool = False) -> HandshakeTracker:
         """The handshake tracker, created on first use."""
@@ -80,20 +109,26 @@ class Flow:
         self.hs = None
         self.ev = None
         self.watch = False
-        for d in self.dirs:
-            d.ooo = None
-            d.stopped = True
+        self.dirs = _DONE_DIRS  # a finished flow is only a marker for skipping its packets
 
 
 class FlowTable:
-    """Flows reachable by either direction's key."""
+    """Flows reachable by either direction's key.
 
-    __slots__ = ("by_key", "count", "limits")
+    ``queue`` holds the flows in the order they were added, each with its ``last_ts`` when
+    queued; :meth:`victim` takes from its front and gives a flow seen since it was queued
+    a second chance at the back (the CLOCK approximation of least-recently-seen), so
+    choosing whom to evict costs O(1) amortised instead of a sort of the whole table.
+    Flows removed by other means leave stale entries, skipped and compacted away.
+    """
+
+    __slots__ = ("by_key", "count", "limits", "queue")
 
     def __init__(self, limits: Limits) -> None:
         self.by_key: dict[bytes, Flow] = {}
         self.limits = limits
         self.count = 0
+        self.queue: deque[tuple[Flow, float]] = deque()
 
     def __len__(self) -> int:
         return self.count
@@ -102,11 +137,18 @@ class FlowTable:
         self.by_key[flow.key] = flow
         self.by_key[flow.rkey] = flow
         self.count += 1
+        queue = self.queue
+        queue.append((flow, flow.last_ts))
+        if len(queue) > 2 * self.count + 1024:  # mostly stale entries: compact (amortised O(1))
+            by_key = self.by_key
+            self.queue = deque(e for e in queue if by_key.get(e[0].key) is e[0])
 
     def remove(self, flow: Flow) -> None:
-        if self.by_key.pop(flow.key, None) is not None:
+        if self.by_key.get(flow.key) is flow:
+            del self.by_key[flow.key]
             self.count -= 1
-        self.by_key.pop(flow.rkey, None)
+        if self.by_key.get(flow.rkey) is flow:
+            del self.by_key[flow.rkey]
 
     def flows(self) -> list[Flow]:
         return [f for k, f in self.by_key.items() if k is f.key or k == f.key]
@@ -116,8 +158,16 @@ class FlowTable:
         cutoff = now - self.limits.flow_idle_timeout
         return [f for f in self.flows() if f.last_ts < cutoff]
 
-    def oldest(self, n: int) -> list[Flow]:
-        """The n least recently seen flows, finished ones first."""
-        flows = self.flows()
-        flows.sort(key=lambda f: (not f.done, f.last_ts))
-        return flows[:n]
+    def victim(self) -> Flow | None:
+        """The flow to evict when the table is full: the least recently seen, approximately
+        (the oldest in the queue that has had no packet since it was queued)."""
+        queue, by_key = self.queue, self.by_key
+        while queue:
+            flow, seen = queue.popleft()
+            if by_key.get(flow.key) is not flow:
+                continue  # removed meanwhile
+            if flow.last_ts > seen:
+                queue.append((flow, flow.last_ts))  # seen since it was queued: second chance
+                continue
+            return flow
+        return None

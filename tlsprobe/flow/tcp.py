@@ -101,6 +101,7 @@ class TcpDirection:
                 self.overflow = True
                 self.stopped = True
                 self.ooo = None
+                self.ooo_bytes = 0
                 return [], None
             self.ooo[seq] = (data, ts)
             self.ooo_bytes += len(data)
@@ -116,22 +117,21 @@ class TcpDirection:
         self.offset += n
 
     def _drain(self, out: list[Chunk]) -> None:
-        progress = True
+        """Deliver the buffered segments the stream has reached: one pass in sequence
+        order (O(k log k) for k buffered segments, not a rescan per delivered segment)."""
         ooo = self.ooo
         assert ooo is not None
-        while progress and ooo:
-            progress = False
-            for s in list(ooo):
-                d = seq_diff(s, self.next_seq)
-                if d > 0:
-                    continue
-                data, ts = ooo.pop(s)
-                self.ooo_bytes -= len(data)
-                progress = True
-                if d + len(data) > 0:
-                    data = data[-d:] if d else data
-                    out.append((self.offset, data, ts))
-                    self._advance(len(data))
+        base = self.next_seq
+        for s in sorted(ooo, key=lambda s: seq_diff(s, base)):
+            d = seq_diff(s, self.next_seq)
+            if d > 0:
+                break  # a gap remains: the rest wait
+            data, ts = ooo.pop(s)
+            self.ooo_bytes -= len(data)
+            if d + len(data) > 0:
+                data = data[-d:] if d else data
+                out.append((self.offset, data, ts))
+                self._advance(len(data))
 
     @property
     def has_gap(self) -> bool:

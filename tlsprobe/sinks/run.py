@@ -39,6 +39,8 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         summary = build_summary(self.stats, self.log, self.errors)
         summary["port_comparison"] = self.comparison.findings() if self.comparison is not None else []
+        if self.comparison is not None and self.comparison.truncated:
+            summary["port_comparison_truncated"] = True  # more groups than COMPARE_MAX_GROUPS/MEMBERS
         return summary
 
 

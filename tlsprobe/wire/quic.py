@@ -28,7 +28,6 @@ Typical use::
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,7 +149,7 @@ def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """
     full = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.new(secret, info + b"\x01", hashlib.sha256).digest()[:length]
+    return hmac.digest(secret, info + b"\x01", "sha256")[:length]
 
 
 @dataclass(slots=True)
@@ -171,7 +170,7 @@ def derive_initial_keys(version: int, dcid: bytes) -> tuple[InitialKeys, Initial
     salt = initial_salt(version)
     if salt is None:
         raise WireError("quic.initial.unknown_version", f"no Initial salt for version 0x{version:08x}")
-    initial_secret = hmac.new(salt, dcid, hashlib.sha256).digest()  # HKDF-Extract
+    initial_secret = hmac.digest(salt, dcid, "sha256")  # HKDF-Extract
     prefix = b"quicv2 " if version == QUIC_V2 else b"quic "
     out: list[InitialKeys] = []
     for side in (b"client in", b"server in"):
@@ -469,6 +468,16 @@ class CryptoAssembler:
         if len(buf) < at + len(chunk):
             buf.extend(bytes(at + len(chunk) - len(buf)))
         buf[at : at + len(chunk)] = chunk
+
+    @property
+    def allocated(self) -> int:
+        """Bytes of buffer held (gaps before out-of-order data included)."""
+        return len(self._buf)
+
+    def clear(self) -> None:
+        """Drop every byte held (the caller has what it needs)."""
+        self._buf = bytearray()
+        self._ranges = []
 
     def contiguous(self) -> bytes:
         """The bytes available from offset 0 with no gap (empty if offset 0 is missing)."""

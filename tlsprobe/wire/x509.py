@@ -12,6 +12,7 @@ import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tlsprobe.limits import VERIFY_CACHE_SIZE
 from tlsprobe.model import CertificateInfo
 
 if TYPE_CHECKING:
@@ -142,13 +143,19 @@ def verify_chain(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, 
     return out
 
 
-_VERIFIED: dict[tuple[tuple[bytes, ...], str | None, int], dict[str, Any]] = {}
-VERIFY_CACHE_SIZE = 1024  # distinct (chain, name, day) results kept; emptied when full
+_VERIFIED: dict[tuple[bytes, int], dict[str, Any]] = {}
 
 
 def verify_chain_cached(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, Any]:
-    """:func:`verify_chain`, remembered per chain, name and day (servers repeat their chain)."""
-    key = (tuple(ders), sni, int(at.timestamp()) // 86400)
+    """:func:`verify_chain`, remembered per chain, name and day (servers repeat their chain).
+
+    Keyed by a SHA-256 of name and chain, not their bytes (a chain may be 256 KB); at most
+    ``VERIFY_CACHE_SIZE`` results, emptied when full."""
+    digest = hashlib.sha256(b"-" if sni is None else b"+" + sni.encode("utf-8", "surrogatepass"))
+    for der in ders:
+        digest.update(len(der).to_bytes(4, "big"))
+        digest.update(der)
+    key = (digest.digest(), int(at.timestamp()) // 86400)
     hit = _VERIFIED.get(key)
     if hit is None:
         hit = verify_chain(ders, sni, at)
