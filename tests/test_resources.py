@@ -347,6 +347,27 @@ def test_port_comparison_is_bounded_in_groups_and_members() -> None:
     assert held == pc.entries == COMPARE_MAX_ENTRIES
 
 
+def test_live_port_comparison_ages_out_the_least_recent_groups() -> None:
+    """A live capture runs for days: when the counters are full, old groups make room."""
+    pc = PortComparison(age_out=True)
+
+    def rec(client: str, port: int, outcome: str) -> dict[str, object]:
+        return {"src_ip": client, "dst_ip": "192.0.2.1", "dst_port": port, "sni": "a.example", "outcome": outcome}
+
+    pc.add(rec("keep", 443, "server_hello"))
+    for i in range(COMPARE_MAX_ENTRIES * 2):
+        pc.add(rec(f"c{i}", 443, "server_hello"))
+        if i % 1000 == 0:
+            pc.add(rec("keep", 443, "server_hello"))  # recently used: stays
+        assert pc.entries <= COMPARE_MAX_ENTRIES
+    pc.add(rec("keep", 8443, "rst"))
+    assert not pc.truncated and pc.aged_out > 0
+    assert [f["summary"] for f in pc.findings() if f["kind"] == "port"] == [
+        "rst on port 8443 but not on 443 (SNI 'a.example', keep -> 192.0.2.1)"]
+    held = sum(len(g) for t in (pc.by_name, pc.by_port) for g in t.values())
+    assert held == pc.entries
+
+
 def test_per_worker_limits_divide_the_tables() -> None:
     lim = Limits().per_worker(4)
     assert lim.max_flows * 4 <= Limits().max_flows

@@ -5,7 +5,8 @@ fine on 443"), and by server and port across SNIs ("reset on 8443 only when SNI 
 x; the IP or no SNI passes").  Fed record dicts one at a time; memory is bounded by
 ``COMPARE_MAX_ENTRIES`` (group, member) counters in all and ``COMPARE_MAX_MEMBERS``
 ports or SNIs per group (tlsprobe.limits); what does not fit is not compared and
-``truncated`` says so.
+``truncated`` says so - or, with ``age_out`` (live capture), the groups least recently
+seen make room and ``aged_out`` counts them.
 """
 
 from __future__ import annotations
@@ -36,8 +37,17 @@ def verdict_of(rec: Mapping[str, Any]) -> str | None:
 def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key: Any, member: Any,
            verdict: str) -> None:
     group = table.get(key)
+    if group is not None and owner.age_out:
+        table[key] = table.pop(key)  # most recently used last
     counts = group.get(member) if group is not None else None
     if counts is None:
+        if owner.age_out:
+            while owner.entries >= MAX_ENTRIES and table:
+                oldest = next(iter(table))
+                if oldest == key:
+                    break
+                owner.entries -= len(table.pop(oldest))
+                owner.aged_out += 1
         if owner.entries >= MAX_ENTRIES or (group is not None and len(group) >= MAX_MEMBERS):
             owner.truncated = True
             return
@@ -51,7 +61,11 @@ def _count(owner: PortComparison, table: dict[Any, dict[Any, Counter[str]]], key
 class PortComparison:
     """Collects outcomes per (client, server, SNI) x port and per (server, port) x SNI."""
 
-    def __init__(self) -> None:
+    def __init__(self, age_out: bool = False) -> None:
+        """``age_out``: when the counters are all taken, forget the groups least recently
+        seen instead of ignoring new ones (a live capture that runs for days)."""
+        self.age_out = age_out
+        self.aged_out = 0  # groups forgotten
         self.by_name: dict[Any, dict[Any, Counter[str]]] = {}  # (client, server, sni) -> port -> verdicts
         self.by_port: dict[Any, dict[Any, Counter[str]]] = {}  # (server, port) -> sni -> verdicts
         self.truncated = False

@@ -119,7 +119,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
     rules = load_rules(options.rules_paths) if options.rules_paths else None
     an = analyzer or Analyzer(rules=rules, http=options.http)
     an.capture_name = "live:" + ",".join(options.interfaces)
-    compare = PortComparison()
+    compare = PortComparison(age_out=True)  # hours of traffic: keep the recent groups
     out = _Comparing(sink, compare)
     capture = LiveCapture(options.interfaces, options.bpf, options.promisc, options.buffer_bytes)
     result = SniffResult(an.stats, an.log, comparison=compare, interfaces=capture.interfaces,

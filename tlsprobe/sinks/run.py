@@ -41,6 +41,8 @@ class RunResult:
         summary["port_comparison"] = self.comparison.findings() if self.comparison is not None else []
         if self.comparison is not None and self.comparison.truncated:
             summary["port_comparison_truncated"] = True  # more groups than COMPARE_MAX_GROUPS/MEMBERS
+        if self.comparison is not None and self.comparison.aged_out:
+            summary["port_comparison_aged_out"] = self.comparison.aged_out  # live: older groups forgotten
         return summary
 
 
