@@ -465,3 +465,19 @@ def test_loopback_frames_are_seen_once(net: Net) -> None:
     assert rec["sni"] == "lo.svc.test" and rec["outcome"] == "server_hello"
     assert rest == []
     assert "anomalies: none" in err  # duplicated segments would show as retransmissions/overlaps
+
+
+def test_any_skips_interfaces_that_are_down_and_a_named_one_is_an_error(net: Net) -> None:
+    _ip("-n", net.client, "link", "add", "dn0", "type", "veth", "peer", "name", "dn1")
+    try:
+        sniff = Sniffer(net, ["-i", "any", "-F", "jsonl", "--duration", "0.5"])
+        rc, _, err = sniff.finish(None)
+        assert rc == 0, err
+        assert "down, not captured: dn0, dn1" in err
+        assert "listening on eth0 (Ethernet), lo (Ethernet)" in err
+        done = net.run(net.client, [sys.executable, "-m", "tlsprobe", "sniff", "-i", "dn0"])
+        assert done.returncode == 2
+        assert done.stderr == "tlsprobe: error: interface dn0 is down (bring it up: ip link set dn0 up)\n"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _ip("-n", net.client, "link", "del", "dn0")

@@ -211,6 +211,7 @@ def sniff(expression: tuple[str, ...], interfaces: tuple[str, ...], bpf: str | N
     An interface going down ends the capture the same way with exit code 3.  Needs
     root or CAP_NET_RAW.
     """
+    from tlsprobe.capture.live import LiveCapture
     from tlsprobe.live import SniffOptions, StopFlag, stop_on_signals
     from tlsprobe.live import sniff as run_sniff
 
@@ -225,12 +226,14 @@ def sniff(expression: tuple[str, ...], interfaces: tuple[str, ...], bpf: str | N
             if only_intercepted:
                 sink = OnlyIntercepted(sink)
 
-            def started(opened: list[tuple[str, int]]) -> None:
+            def started(capture: LiveCapture) -> None:
                 if quiet:
                     return
-                where = ", ".join(f"{name} ({LINK_NAMES.get(lt, lt)})" for name, lt in opened)
+                where = ", ".join(f"{name} ({LINK_NAMES.get(lt, lt)})" for name, lt in capture.interfaces)
                 filt = f", filter {options.bpf!r}" if options.bpf else ""
-                click.echo(terminal_safe(f"tlsprobe: listening on {where}{filt}; Ctrl-C to stop", 2000), err=True)
+                down = f" (down, not captured: {', '.join(capture.skipped)})" if capture.skipped else ""
+                click.echo(terminal_safe(f"tlsprobe: listening on {where}{down}{filt}; Ctrl-C to stop", 2000),
+                           err=True)
 
             result = run_sniff(options, sink, stop=stop, on_start=started)
             sink.close()

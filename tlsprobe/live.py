@@ -106,7 +106,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
 
 def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
-          on_start: Callable[[list[tuple[str, int]]], None] | None = None,
+          on_start: Callable[[LiveCapture], None] | None = None,
           analyzer: Analyzer | None = None) -> SniffResult:
     """Capture until a limit in ``options`` is reached, ``stop`` is set, or an interface
     goes down; write every record to ``sink`` as soon as it is final.
@@ -129,7 +129,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
         if options.write:
             writer = open_writer(options.write, {lt for _, lt in capture.interfaces})
         if on_start is not None:
-            on_start(capture.interfaces)
+            on_start(capture)
         _loop(options, capture, an, out, writer, stop, result)
         if result.stopped_by != "handshakes":
             for rec in an.finish():

@@ -93,6 +93,8 @@ def _open_error(name: str, exc: BaseException) -> LiveCaptureError:
         return LiveCaptureError(
             f"no permission to capture on {name}: run as root, or grant the capability with "
             f"'sudo setcap cap_net_raw,cap_net_admin=eip {os.path.realpath(sys.executable)}'")
+    if getattr(exc, "errno", None) == errno.ENETDOWN:
+        return LiveCaptureError(f"interface {name} is down (bring it up: ip link set {name} up)")
     if getattr(exc, "errno", None) in (errno.ENODEV, errno.ENXIO):
         return LiveCaptureError(f"no such interface: {name} (see 'ip link')")
     text = " ".join(str(exc).split())
@@ -113,8 +115,13 @@ class LiveCapture:
             raise LiveCaptureError(f"live capture needs scapy on Linux: {exc}") from None
         known = interface_names()
         names: list[str] = []
+        optional: set[str] = set()  # found by "any": skipped when down
         for name in interfaces:
             wanted = known if name == "any" else [name]
+            if name == "any":
+                optional.update(n for n in known if n not in names)
+            else:
+                optional.discard(name)
             names.extend(n for n in wanted if n not in names)
         for name in names:
             if name not in known:
@@ -126,11 +133,15 @@ class LiveCapture:
         self._sockets: list[_Socket] = []
         self.kernel_received = 0
         self.kernel_dropped = 0
+        self.skipped: list[str] = []  # interfaces of "any" that were down
         try:
             for name in names:
                 try:
                     sock = L2ListenSocket(iface=name, filter=bpf, promisc=promisc)
                 except Exception as exc:  # scapy raises its own types for filters and OSError otherwise
+                    if name in optional and getattr(exc, "errno", None) == errno.ENETDOWN:
+                        self.skipped.append(name)
+                        continue
                     raise _open_error(name, exc) from None
                 fd = sock.ins
                 # scapy asks for both; make sure, since the frames are read here
@@ -147,6 +158,8 @@ class LiveCapture:
                         fd.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
                 self._sockets.append(_Socket(name, _LINKTYPES.get(hatype, LINKTYPE_USER0),
                                              hatype == ARPHRD_LOOPBACK, sock, fd))
+            if not self._sockets:
+                raise LiveCaptureError(f"no interface to capture on is up (down: {', '.join(self.skipped)})")
         except BaseException:
             self.close()
             raise
