@@ -478,6 +478,16 @@ def test_any_skips_interfaces_that_are_down_and_a_named_one_is_an_error(net: Net
         done = net.run(net.client, [sys.executable, "-m", "tlsprobe", "sniff", "-i", "dn0"])
         assert done.returncode == 2
         assert done.stderr == "tlsprobe: error: interface dn0 is down (bring it up: ip link set dn0 up)\n"
+
+        # with -i any, one interface going down does not end the capture on the others
+        _ip("-n", net.client, "link", "set", "dn0", "up")
+        _ip("-n", net.client, "link", "set", "dn1", "up")
+        sniff = Sniffer(net, ["-i", "any", "-F", "jsonl", "--duration", "2"])
+        _ip("-n", net.client, "link", "set", "dn0", "down")
+        rc, _, err = sniff.finish(None)
+        assert rc == 0, err
+        assert "stopped by: duration" in err
+        assert "went down during the capture (the others went on): dn0" in err
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             _ip("-n", net.client, "link", "del", "dn0")

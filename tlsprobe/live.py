@@ -61,6 +61,7 @@ class SniffResult(RunResult):
     written: int = 0
     stopped_by: str = ""
     interface_error: str | None = None
+    interfaces_lost: list[str] = field(default_factory=list)  # of -i any: went down, the others went on
 
     def summary(self) -> dict[str, Any]:
         summary = super().summary()
@@ -72,6 +73,7 @@ class SniffResult(RunResult):
             "written": self.written,
             "stopped_by": self.stopped_by,
             "interface_error": self.interface_error,
+            "interfaces_lost": self.interfaces_lost,
         }
         return summary
 
@@ -137,6 +139,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
     finally:
         capture.close()
         result.kernel_received, result.kernel_dropped = capture.kernel_received, capture.kernel_dropped
+        result.interfaces_lost = list(capture.lost)
         if writer is not None:
             result.written = writer.packets
             writer.close()

@@ -134,6 +134,8 @@ class LiveCapture:
         self.kernel_received = 0
         self.kernel_dropped = 0
         self.skipped: list[str] = []  # interfaces of "any" that were down
+        self.lost: list[str] = []  # interfaces of "any" that went down while capturing
+        self._optional = optional
         try:
             for name in names:
                 try:
@@ -171,17 +173,31 @@ class LiveCapture:
 
     def batches(self, tick: float) -> Iterator[list[tuple[Packet, str]]]:
         """Yield lists of ``((ts, linktype, frame), interface)``; an empty list after
-        ``tick`` seconds without traffic.  Raises :class:`InterfaceDown`."""
-        fds = [s.fd for s in self._sockets]
-        by_fd = {s.fd.fileno(): s for s in self._sockets}
+        ``tick`` seconds without traffic.
+
+        An interface that ``any`` brought in and that goes down is dropped (listed in
+        ``lost``) while others remain; a named one, or the last one, raises
+        :class:`InterfaceDown`."""
         while True:
+            fds = [s.fd for s in self._sockets]
+            by_fd = {s.fd.fileno(): s for s in self._sockets}
             try:
                 readable, _, _ = select.select(fds, [], [], tick)
             except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
                 readable = []
             batch: list[tuple[Packet, str]] = []
             for fd in readable:
-                self._drain(by_fd[fd.fileno()], batch)
+                s = by_fd[fd.fileno()]
+                try:
+                    self._drain(s, batch)
+                except InterfaceDown:
+                    if s.name not in self._optional or len(self._sockets) == 1:
+                        raise
+                    self.lost.append(s.name)
+                    self.statistics()
+                    self._sockets.remove(s)
+                    with contextlib.suppress(OSError):
+                        s.sock.close()
             yield batch
 
     def _drain(self, s: _Socket, batch: list[tuple[Packet, str]]) -> None:

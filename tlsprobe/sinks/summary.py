@@ -61,6 +61,9 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
                         if live.get("pcap") else ""))
         why = f" ({terminal_safe(str(live['interface_error']), 400)})" if live.get("interface_error") else ""
         lines.append(f"stopped by: {terminal_safe(str(live.get('stopped_by') or 'end'), 200)}{why}")
+        if live.get("interfaces_lost"):
+            lost = ", ".join(terminal_safe(str(n), 64) for n in live["interfaces_lost"])
+            lines.append(f"went down during the capture (the others went on): {lost}")
     findings = summary.get("port_comparison") or []
     if findings:
         lines.append("port and SNI comparison (fails on one, succeeds on another):")
