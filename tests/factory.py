@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 
 def u16(v: int) -> bytes:
@@ -91,3 +92,43 @@ def handshake_frames(client_hello: bytes, server_bytes: bytes = b"", dport: int 
     if server_bytes:
         frames.append(tcp_frame(s, c, dport, 40000, 5001, 1001 + len(client_hello), 0x18, server_bytes))
     return frames
+
+
+def pcapng(frames: list[bytes], t0: float = 1_700_000_000.0) -> bytes:
+    """A little-endian pcapng (SHB, one Ethernet IDB, one EPB per frame, 1 ms apart)."""
+    out = bytearray(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+    out += struct.pack("<IIHHI", 1, 20, 1, 0, 262144) + struct.pack("<I", 20)
+    for i, frame in enumerate(frames):
+        ts = round((t0 + i / 1000) * 1e6)
+        pad = (-len(frame)) % 4
+        blen = 32 + len(frame) + pad
+        out += struct.pack("<IIIIIII", 6, blen, 0, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame))
+        out += frame + b"\x00" * pad + struct.pack("<I", blen)
+    return bytes(out)
+
+
+def server_flight(certificates: list[bytes], server_hello: bytes | None = None) -> bytes:
+    """A TLS 1.2 server's first flight: ServerHello, Certificate (in records of at most 2^14 bytes), ServerHelloDone."""
+    sh = server_hello if server_hello is not None else server_hello_body(0x0303, 0xC02F, [])
+    chain = b"".join(vec(der, 3) for der in certificates)
+    cert = handshake(11, vec(chain, 3))
+    cert_records = b"".join(record(22, cert[i : i + 16384], 0x0303) for i in range(0, len(cert), 16384))
+    return record(22, handshake(2, sh), 0x0303) + cert_records + record(22, handshake(14, b""), 0x0303)
+
+
+def seal_initial(header: bytes, pn_offset: int, pn_len: int, payload: bytes, keys: Any) -> bytes:
+    """Protect a QUIC long-header packet (RFC 9001 5.3/5.4) - the inverse of open_initial, test-only."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    pn = int.from_bytes(header[pn_offset : pn_offset + pn_len], "big")
+    nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(12, "big")
+    ciphertext = AESGCM(keys.key).encrypt(nonce, payload, header)
+    sample = ciphertext[4 - pn_len : 20 - pn_len]
+    enc = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
+    mask = enc.update(sample) + enc.finalize()
+    out = bytearray(header + ciphertext)
+    out[0] ^= mask[0] & 0x0F
+    for i in range(pn_len):
+        out[pn_offset + i] ^= mask[1 + i]
+    return bytes(out)

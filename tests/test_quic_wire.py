@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.factory import seal_initial
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile
 from tlsprobe.decode.packet import Decoder
@@ -114,21 +114,6 @@ A3_PAYLOAD = bytes.fromhex(
     "0d89690b84d08a60993c144eca684d1081287c834d5311bcf32bb9da1a002b00"
     "020304"
 )
-
-
-def seal_initial(header: bytes, pn_offset: int, pn_len: int, payload: bytes, keys: InitialKeys) -> bytes:
-    """Protect a long-header packet (RFC 9001 5.3/5.4) - the inverse of open_initial, test-only."""
-    pn = int.from_bytes(header[pn_offset : pn_offset + pn_len], "big")
-    nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(12, "big")
-    ciphertext = AESGCM(keys.key).encrypt(nonce, payload, header)
-    sample = ciphertext[4 - pn_len : 20 - pn_len]
-    enc = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
-    mask = enc.update(sample) + enc.finalize()
-    out = bytearray(header + ciphertext)
-    out[0] ^= mask[0] & 0x0F
-    for i in range(pn_len):
-        out[pn_offset + i] ^= mask[1 + i]
-    return bytes(out)
 
 
 def a2_packet() -> bytes:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlsprobe.cli import cli, main
 from tlsprobe.detect import (
@@ -616,3 +618,87 @@ def test_analyze_passes_rules_paths_to_run(monkeypatch: pytest.MonkeyPatch, tmp_
 
     monkeypatch.setattr(cli_module, "run", failing_run)
     assert main(["analyze", "-q", "--rules", str(tmp_path / "none.yaml"), str(tmp_path / "x.pcap")]) == 2
+
+
+# --- rules are data, whatever the file holds ------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", [
+    "!!python/object/apply:os.system ['touch {marker}']",
+    "!!python/object/new:os.system ['touch {marker}']",
+    "!!python/object:__main__.X {{a: 1}}",
+    "!!python/module:os ''",
+    "!!python/name:builtins.eval ''",
+    "!!python/tuple [1, 2]",
+    "!!binary aGVsbG8=",
+    "!!set {{a, b}}",
+    "!!omap [{{a: 1}}]",
+    "!local/tag x",
+    "!<tag:example.com,2024:evil> x",
+])
+def test_any_non_plain_tag_is_rejected_with_its_line(tmp_path: Path, tag: str) -> None:
+    marker = tmp_path / "pwned"
+    text = pack_text(rule_yaml("r", "{field: a, eq: 1}", extra=f"  description: {tag.format(marker=marker)}\n"))
+    problems = problems_of(text, tmp_path)
+    assert problems and problems[0].startswith(f"{tmp_path}/bad.yaml:8: YAML tag "), problems
+    assert "is not allowed (plain data only)" in problems[0]
+    assert not marker.exists()
+
+
+_SHIPPED = (Path(rules_module.__file__).resolve().parents[1] / "rules" / "interception.yaml").read_bytes()
+
+
+@given(st.data())
+@settings(deadline=None)
+def test_mutated_rule_pack_is_a_pack_or_file_line_problems(tmp_path_factory: pytest.TempPathFactory,
+                                                          data: st.DataObject) -> None:
+    """A shipped pack truncated, with lines dropped, duplicated or swapped, bytes flipped or
+    junk (tags, anchors, tabs, control bytes) inserted: a RulePack, or RuleError whose every
+    problem is ``FILE:LINE: message`` with a line inside the file - never another exception."""
+    lines = _SHIPPED.splitlines(keepends=True)
+    op = data.draw(st.sampled_from(["cut", "drop", "dup", "swap", "flip", "insert"]))
+    if op == "cut":
+        raw = _SHIPPED[: data.draw(st.integers(0, len(_SHIPPED)))]
+    elif op in ("drop", "dup", "swap"):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        j = data.draw(st.integers(0, len(lines) - 1))
+        if op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(j, lines[i])
+        else:
+            lines[i], lines[j] = lines[j], lines[i]
+        raw = b"".join(lines)
+    elif op == "flip":
+        buf = bytearray(_SHIPPED)
+        for pos in data.draw(st.lists(st.integers(0, len(buf) - 1), min_size=1, max_size=6)):
+            buf[pos] ^= data.draw(st.integers(1, 255))
+        raw = bytes(buf)
+    else:
+        junk = data.draw(st.sampled_from([b"!!python/object/apply:os.system ['id']", b"&a [*a]", b"\t", b"\x00",
+                                          b"*undefined", b"{", b"- ", b": :", b"\xff\xfe", b"? [a]", b"!!binary x"]))
+        i = data.draw(st.integers(0, len(lines)))
+        lines.insert(i, junk + b"\n") if data.draw(st.booleans()) else lines.insert(i, b"  key: " + junk + b"\n")
+        raw = b"".join(lines)
+    path = tmp_path_factory.mktemp("rules") / "pack.yaml"
+    path.write_bytes(raw)
+    try:
+        load_pack(path)
+    except RuleError as exc:
+        assert exc.problems
+        n_lines = raw.count(b"\n") + 1
+        for p in exc.problems:
+            text = str(p)
+            assert text.startswith(f"{path}:{p.line}: ") and 1 <= p.line <= n_lines, text
+            assert "\n" not in text and "Traceback" not in text
+
+
+def test_analyze_with_a_malformed_pack_as_a_process(tmp_path: Path) -> None:
+    from tests.test_cli import tlsprobe
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(pack_text(rule_yaml("r", "{field: a, eq: 1}", extra="  description: !!python/name:os.system ''\n")))
+    p = tlsprobe("analyze", "--rules", str(bad), str(Path(__file__).resolve().parents[1] / "pcaps" / "demo.pcap"))
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith(f"{bad}:8: YAML tag '!!python/name:os.system' is not allowed")
+    assert "Traceback" not in p.stderr

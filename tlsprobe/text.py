@@ -32,6 +32,10 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#!|~&$@])")
 _MARKDOWN_AUTOLINK = re.compile(r"(?i)(?<=www)\.|:(?=//)")
 # At the start of a line: list, quote, heading, setext underline, ordered list ("1." "1)").
 _MARKDOWN_START = re.compile(r"[-+=>.]|[0-9]{1,9}[.)]")
+# Leading blanks a spreadsheet may skip before it looks for a formula.
+_BLANKS = " \t\r\n\x0b\x0c\u00a0\u3000"
+#: Longest CSV cell before the ellipsis (Excel holds at most 32,767 characters a cell).
+CSV_MAX_CHARS = 32_000
 
 
 def _escape_char(c: str) -> str:
@@ -71,13 +75,18 @@ def csv_safe(s: str | None) -> str:
     """``s`` made harmless for a spreadsheet cell.
 
     Control characters become visible escapes, and a cell that would start a formula
-    (``= + - @``, tab, CR or their full-width forms) gets a leading ``'``.
+    (``= + - @``, tab, CR or their full-width forms, also after leading blanks, which
+    some spreadsheets skip) gets a leading ``'``.  Cells longer than
+    :data:`CSV_MAX_CHARS` are cut (with ``…``): spreadsheets split or drop longer ones.
     """
     if not s:
         return ""
-    if s[0] in _FORMULA_START:
-        return "'" + escape_unprintable(s)
-    return escape_unprintable(s)
+    out = escape_unprintable(s)
+    if len(out) > CSV_MAX_CHARS:
+        out = out[:CSV_MAX_CHARS] + ELLIPSIS
+    if s[0] in _FORMULA_START or s.lstrip(_BLANKS)[:1] in _FORMULA_START:
+        return "'" + out
+    return out
 
 
 def clip(s: str, max_chars: int | None) -> str:

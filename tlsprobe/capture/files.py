@@ -36,6 +36,11 @@ _PCAP_MAGICS = {
 }
 
 
+# Smallest total length of the pcapng blocks whose fixed fields are read: header and
+# trailer (12 bytes) plus IDB 8, EPB 20, obsolete packet block 20, SPB 4.
+_MIN_BLOCK = {1: 20, 2: 32, 3: 16, 6: 32}
+
+
 class CaptureFile:
     """One capture file (or ``-`` for stdin) as a stream of packets."""
 
@@ -179,6 +184,10 @@ class CaptureFile:
                 break
             body = pos + 8
             bend = pos + blen - 4
+            if blen < _MIN_BLOCK.get(btype_n, 12):  # too short for its own fixed fields
+                log.add("capture.bad_record")
+                pos += blen
+                continue
             if btype_n == 6 or btype_n == 2:  # enhanced / obsolete packet block
                 if btype_n == 6:
                     ifid, tsh, tsl, caplen, origlen = struct.unpack_from(order + "IIIII", buf, body)
@@ -217,7 +226,7 @@ class CaptureFile:
         p = body + 8
         while p + 4 <= bend:
             code, olen = struct.unpack_from(order + "HH", buf, p)
-            if code == 0:
+            if code == 0 or p + 4 + olen > bend:
                 break
             val = buf[p + 4 : p + 4 + olen]
             if code == 9 and olen >= 1:

@@ -41,19 +41,25 @@ class FragmentTable:
             if len(self.pending) >= self.limits.max_ip_fragment_datagrams:
                 self._drop_oldest()
             p = self.pending[key] = _Pending(ts)
-        if offset in p.parts:
-            if p.parts[offset] != data:
+        old = p.parts.get(offset)
+        if old is not None:
+            if not data.startswith(old) and not old.startswith(data):
                 self.log.add("ip.fragment.overlap")
-            return None
-        if (offset + len(data) > MAX_DATAGRAM or p.size + len(data) > MAX_DATAGRAM
-                or len(p.parts) >= self.limits.max_ip_fragment_parts):
+            if len(data) <= len(old):
+                return None
+            # a longer copy from the same offset: keep the bytes held (first copy wins)
+            # and add what it carries beyond them
+            data = old + data[len(old) :]
+        grow = len(data) - (len(old) if old is not None else 0)
+        if (offset + len(data) > MAX_DATAGRAM or p.size + grow > MAX_DATAGRAM
+                or (old is None and len(p.parts) >= self.limits.max_ip_fragment_parts)):
             # past the largest datagram, overlapping copies adding up beyond it, or tiny fragments
             self.log.add("ip.fragment.cap_exceeded")
             self._drop(key)
             return None
         p.parts[offset] = data
-        p.size += len(data)
-        self.held += len(data) + PART_OVERHEAD
+        p.size += grow
+        self.held += grow + (PART_OVERHEAD if old is None else 0)
         while self.held > self.limits.max_ip_fragment_bytes and len(self.pending) > 1:
             self._drop_oldest()
         if key not in self.pending:
@@ -62,10 +68,15 @@ class FragmentTable:
             p.total = offset + len(data)
         if p.total is None or p.size < p.total:
             return None
+        parts = sorted(p.parts.items())
+        covered = 0
+        for off, part in parts:
+            if off > covered:  # a hole: overlapping copies made the byte count look complete
+                return None
+            covered = max(covered, off + len(part))
         out = bytearray(p.total)
         covered = 0
-        for off in sorted(p.parts):
-            part = p.parts[off]
+        for off, part in parts:
             if off < covered:
                 self.log.add("ip.fragment.overlap")
             out[off : off + len(part)] = part

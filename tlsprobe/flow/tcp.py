@@ -96,7 +96,14 @@ class TcpDirection:
             if self.ooo is None:
                 self.ooo = {}
             elif seq in self.ooo:
-                return [], None
+                # A copy starting at a buffered segment's sequence number: keep the bytes
+                # already held (first copy wins) plus whatever this one adds past them.
+                old = self.ooo[seq][0]
+                if len(data) <= len(old):
+                    return [], None
+                data = old + data[len(old) :]
+                self.ooo_bytes -= len(old)
+                del self.ooo[seq]
             if len(self.ooo) >= limits.max_ooo_segments or self.ooo_bytes + len(data) > limits.max_ooo_bytes:
                 self.overflow = True
                 self.stopped = True

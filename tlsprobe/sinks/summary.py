@@ -76,7 +76,7 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         count_w = max(len(_n(n)) for n in anomalies.values())
         lines.append("anomalies:")
         for code, n in sorted(anomalies.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {terminal_safe(code):<{width}}  {_n(n):>{count_w}}  {describe(code)}")
+            lines.append(f"  {terminal_safe(code):<{width}}  {_n(n):>{count_w}}  {terminal_safe(describe(code), 400)}")
     else:
         lines.append("anomalies: none")
     return lines

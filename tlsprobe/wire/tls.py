@@ -151,8 +151,10 @@ def _valid_hostname(name: bytes) -> bool:
 def _u16s(data: bytes, length_bytes: int) -> tuple[int, ...]:
     """16-bit values behind a 1- or 2-byte length that must cover ``data`` exactly."""
     n = len(data) - length_bytes
+    if n < 0:  # an empty extension body has no room for the length
+        raise WireError("tls.ext.malformed", "missing list length")
     declared = data[0] if length_bytes == 1 else (data[0] << 8) | data[1]
-    if n < 0 or declared != n or n % 2:
+    if declared != n or n % 2:
         raise WireError("tls.ext.malformed", "bad list length")
     return struct.unpack_from(f"!{n >> 1}H", data, length_bytes)
 
