@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import select
 import signal
 import subprocess
@@ -67,6 +68,12 @@ def offline_handshakes(pcap: Path, packets: int, tmp: Path) -> tuple[Path, int]:
     return head, sum(1 for _ in iter_records([str(head)]))
 
 
+def children_cpu() -> float:
+    """User + system CPU of every child waited for so far (with their own children)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -97,10 +104,11 @@ def one_rate(pcap: Path, rate: int, packets: int, jobs_dir: Path, on: str) -> di
     replay = subprocess.run(["ip", "netns", "exec", NS, "tcpreplay", "-i", replay_if, f"--pps={rate}",
                              f"--limit={packets}", str(pcap)], capture_output=True, text=True)
     time.sleep(3)  # let sniff drain its socket buffer and close the last windows
-    cpu = cpu_seconds(sniff.pid)  # `ip netns exec` execs python: same pid
-    rss = peak_rss_mib(sniff.pid)
+    rss = peak_rss_mib(sniff.pid)  # `ip netns exec` execs python: same pid
+    before = children_cpu()
     sniff.send_signal(signal.SIGINT)
     sniff.communicate(timeout=120)
+    cpu = children_cpu() - before  # the whole run of sniff, start-up included
     data = json.loads(summary.read_text())
     achieved = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
     live = data["live"]
@@ -136,17 +144,22 @@ def one_rate_tshark(pcap: Path, rate: int, packets: int, on: str) -> dict[str, A
         if proc.poll() is not None or not select.select([proc.stderr], [], [], 30)[0]:
             raise SystemExit(f"tshark did not start: {err.decode(errors='replace')}")
         err += os.read(proc.stderr.fileno(), 4096)
+    before = children_cpu()
     replay = subprocess.run(["ip", "netns", "exec", NS, "tcpreplay", "-i", replay_if, f"--pps={rate}",
                              f"--limit={packets}", str(pcap)], capture_output=True, text=True)
+    replay_cpu = children_cpu() - before
+    ended = time.monotonic()
     time.sleep(3)
-    cpu = cpu_seconds(proc.pid)
     proc.send_signal(signal.SIGINT)
     out, rest = proc.communicate(timeout=180)
+    lag = time.monotonic() - ended - 3
+    cpu = children_cpu() - before - replay_cpu  # tshark and its dumpcap, to their exit
     text = (err + rest).decode(errors="replace")
     dropped = sum(int(n) for n in re.findall(r"(\d+) packets? dropped", text))
     achieved = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay.stdout)
     return {"offered_pps": rate, "achieved_pps": round(float(achieved.group(1))) if achieved else None,
-            "tshark_dropped": dropped, "tshark_hellos": len(out.split()), "tshark_cpu_s": round(cpu, 2)}
+            "tshark_dropped": dropped, "tshark_hellos": len(out.split()), "tshark_cpu_s": round(cpu, 2),
+            "tshark_exit_after_stop_s": round(lag, 1)}
 
 
 def main() -> int:
@@ -178,15 +191,15 @@ def main() -> int:
             print(json.dumps(row), file=sys.stderr)
     if args.markdown:
         print("| offered pps | achieved pps | kernel dropped | drop share | handshakes (offline) | sniff CPU s "
-              "| µs CPU per packet | peak RSS MiB |" + (" tshark dropped | tshark ClientHellos | tshark CPU s |"
-                                                  if args.tshark else ""))
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.tshark else ""))
+              "| µs CPU per packet | peak RSS MiB |" + (" tshark dropped | tshark ClientHellos | tshark CPU s "
+                                                  "| tshark done after stop s |" if args.tshark else ""))
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if args.tshark else ""))
         for r in rows:
             print(f"| {r['offered_pps']:,} | {r['achieved_pps'] or 0:,} | {r['kernel_dropped']:,} | "
                   f"{r['drop_share']:.2%} | {r['handshakes']:,} ({r['expected_handshakes'] or '?'}) | "
                   f"{r['sniff_cpu_s']} | {r['sniff_us_per_packet']} | {r['peak_rss_mib']} |"
-                  + (f" {r['tshark_dropped']:,} | {r['tshark_hellos']:,} | {r['tshark_cpu_s']} |"
-                     if args.tshark else ""))
+                  + (f" {r['tshark_dropped']:,} | {r['tshark_hellos']:,} | {r['tshark_cpu_s']} | "
+                     f"{r['tshark_exit_after_stop_s']} |" if args.tshark else ""))
     else:
         print(json.dumps(rows, indent=1))
     return 0
