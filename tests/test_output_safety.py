@@ -282,3 +282,23 @@ def test_markdown_html_caps_when_asked() -> None:
     assert html_escape("<" * 500, 100) == "&lt;" * 100 + "…"
     assert html_escape("&" * 10) == "&amp;" * 10  # no cap by default
 
+
+
+def test_report_markdown_and_html_are_inert(hostile_pcap: Path, tmp_path: Path) -> None:
+    """The report sinks (``tlsprobe report``) get the same hostile capture: the HTML has
+    only the report's own tags and no handlers or remote URLs, every Markdown table keeps
+    its shape, and neither holds a control, bidi or NUL character from the wire."""
+    from tests.test_report import assert_html_inert, check_table_shapes
+
+    out = tmp_path / "report"
+    done = invoke("report", str(hostile_pcap), "-o", str(out), "-q")
+    assert done.exit_code == 0, done.output
+    md = (out / "report.md").read_text(encoding="utf-8")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    check_table_shapes(md)
+    assert_html_inert(page)
+    for text in (md, page):
+        assert "<script>alert(1)" not in text and "\x1b" not in text and "\x00" not in text
+        assert "\u202e" not in text and "\ufeff" not in text
+    # the hostile names are there, as text
+    assert "gnp.exe" in md and "alert(1)" in page
