@@ -367,6 +367,24 @@ def test_bad_regex_with_line(tmp_path: Path) -> None:
     assert problems[0].startswith(f"{tmp_path}/bad.yaml:8: regex: bad regex '(unclosed': missing )")
 
 
+@pytest.mark.parametrize("regex", ["(a+)+$", "^(x*y?)*z", "(?:[a-z]{1,9}\\.)*com$"])
+def test_regex_that_backtracks_exponentially_is_refused_with_line(tmp_path: Path, regex: str) -> None:
+    """A rule's regex runs on attacker strings (SNI, headers): nested repetition would let
+    one crafted packet stall the sensor, so the pack is refused at load."""
+    problems = problems_of(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")), tmp_path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path}/bad.yaml:8: regex: regex ")
+    assert "exponential time" in problems[0]
+
+
+@pytest.mark.parametrize("regex", ["^(a|b)+c$", "\\.aliyun\\.com$", "(ab){2,5}x", "[a-z0-9-]+\\.(com|net)$"])
+def test_linear_regexes_load(tmp_path: Path, regex: str) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")))
+    (pack,) = load_packs([path], builtin=False)
+    assert len(pack.rules) == 1
+
+
 def test_missing_pattern_with_line(tmp_path: Path) -> None:
     text = pack_text("- id: r\n  title: t\n  confidence: 0.5\n  match: {field: a, eq: 1}\n")
     assert problems_of(text, tmp_path) == [f"{tmp_path}/bad.yaml:4: rule 'r': missing required key 'pattern'"]

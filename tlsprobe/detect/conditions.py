@@ -478,10 +478,47 @@ def _range(arg: Any, c: Compiler) -> tuple[float | int, float | int]:
 
 
 def _regex(arg: Any, c: Compiler) -> re.Pattern[str]:
+    text = _string(arg, c)
     try:
-        return re.compile(_string(arg, c))
+        compiled = re.compile(text)
     except re.error as exc:
         raise Invalid(f"bad regex {show(arg)}: {exc}") from None
+    if _nested_repeat(_sre_parse(text)):
+        # (a+)+, (x*y?)*, ... backtrack exponentially on a crafted SNI or header: a rule
+        # must not let the wire stall the sensor
+        raise Invalid(f"regex {show(arg)} repeats a repetition (like (a+)+): it can take exponential time on "
+                      "crafted input; rewrite it without the nested quantifier")
+    return compiled
+
+
+def _sre_parse(text: str) -> Any:
+    try:
+        from re import _parser as sre  # type: ignore[attr-defined]  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as sre
+    return sre.parse(text)
+
+
+_REPEATS = frozenset(("MAX_REPEAT", "MIN_REPEAT"))
+
+
+def _nested_repeat(pattern: Any, inside: bool = False) -> bool:
+    """A repetition (of more than one) inside another: the shape of catastrophic backtracking."""
+    for op, av in pattern:
+        if str(op) in _REPEATS:
+            _low, high, body = av
+            repeats = high is None or high > 1
+            if repeats and inside:
+                return True
+            if _nested_repeat(body, inside or repeats):
+                return True
+            continue
+        for part in av if isinstance(av, (tuple, list)) else (av,):
+            subs = part if isinstance(part, list) else [part]
+            for sub in subs:
+                if hasattr(sub, "data") and _nested_repeat(sub, inside):
+                    return True
+    return False
 
 
 def _sub_condition(arg: Any, c: Compiler) -> Condition:
