@@ -491,3 +491,61 @@ def test_any_skips_interfaces_that_are_down_and_a_named_one_is_an_error(net: Net
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             _ip("-n", net.client, "link", "del", "dn0")
+
+
+_QUIC_SERVER = r"""
+import asyncio, sys
+from aioquic.asyncio import serve
+from aioquic.quic.configuration import QuicConfiguration
+async def main():
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
+    cfg.load_cert_chain(sys.argv[1], sys.argv[2])
+    await serve("::", 4443, configuration=cfg)
+    await asyncio.Future()
+asyncio.run(main())
+"""
+
+_QUIC_CLIENT = r"""
+import asyncio, ssl, sys
+from aioquic.asyncio import connect
+from aioquic.quic.configuration import QuicConfiguration
+async def main():
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE,
+                            server_name=sys.argv[3])
+    async with connect(sys.argv[1], int(sys.argv[2]), configuration=cfg, wait_connected=True) as c:
+        await c.ping()
+asyncio.run(asyncio.wait_for(main(), 10))
+"""
+
+
+def test_live_quic_handshake_matches_tshark(net: Net) -> None:
+    """QUIC on a non-standard UDP port (aioquic client and server): the ClientHello is
+    decrypted from the live Initials, as offline; tshark agrees on SNI and JA3."""
+    pytest.importorskip("aioquic", reason="needs aioquic (the test extra) for a real QUIC client and server")
+    server = net.spawn(net.server, [sys.executable, "-c", _QUIC_SERVER, str(net.tmp / "cert.pem"),
+                                    str(net.tmp / "key.pem")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ref, written = net.tmp / "quic-ref.pcap", net.tmp / "quic-live.pcap"
+        dump = _tcpdump(net, ref)
+        sniff = Sniffer(net, ["-i", "eth0", "-F", "jsonl", "-w", str(written), "udp"])
+        for _ in range(100):  # the server binds its socket after start-up
+            if net.run(net.server, ["ss", "-Hlun", "sport = :4443"]).stdout.strip():
+                break
+            time.sleep(0.1)
+        done = net.run(net.client, [sys.executable, "-c", _QUIC_CLIENT, SERVER_IP, "4443", "quic.svc.test"])
+        assert done.returncode == 0, done.stderr
+        rec = sniff.records(1)[0]
+        rc, _, err = sniff.finish(signal.SIGINT)
+        net.stop(dump, signal.SIGINT)
+    finally:
+        net.stop(server)
+    assert rc == 0, err
+    assert rec["transport"] == "quic" and rec["dst_port"] == 4443
+    assert rec["sni"] == "quic.svc.test" and rec["alpn"] == ["h3"]
+    assert rec["ja4"].startswith("q13d") and rec["quic"]["version"] == "0x00000001"
+    out = subprocess.run(["tshark", "-r", str(ref), "-Y", "tls.handshake.type == 1", "-T", "fields",
+                          "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == [rec["sni"], rec["ja3"]]
+    offline = [r.to_dict() for r in iter_records([str(written)])]
+    assert [(r["sni"], r["ja4"], r["transport"]) for r in offline] == [(rec["sni"], rec["ja4"], "quic")]
