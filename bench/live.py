@@ -74,12 +74,6 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_rss_mib(pid: int) -> float:
     """Peak resident memory of a running process (VmHWM), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -24,7 +24,7 @@ from tlsprobe.compare import PortComparison
 from tlsprobe.detect import load_rules
 from tlsprobe.pipeline import Analyzer
 from tlsprobe.sinks import Sink
-from tlsprobe.sinks.run import RunResult, _Comparing
+from tlsprobe.sinks.run import Comparing, RunResult
 
 # How often (seconds) a quiet capture advances the clock, flushes the pcap file and
 # reads the kernel's drop counter.
@@ -122,7 +122,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
     an = analyzer or Analyzer(rules=rules, http=options.http)
     an.capture_name = "live:" + ",".join(options.interfaces)
     compare = PortComparison(age_out=True)  # hours of traffic: keep the recent groups
-    out = _Comparing(sink, compare)
+    out = Comparing(sink, compare)
     capture = LiveCapture(options.interfaces, options.bpf, options.promisc, options.buffer_bytes)
     result = SniffResult(an.stats, an.log, comparison=compare, interfaces=capture.interfaces,
                          pcap=options.write)

@@ -46,7 +46,7 @@ class RunResult:
         return summary
 
 
-class _Comparing:
+class Comparing:
     """A sink that also feeds every record to the port comparison."""
 
     def __init__(self, sink: Sink, compare: PortComparison) -> None:
@@ -84,7 +84,7 @@ class OnlyIntercepted:
 
 
 def _innermost(sink: Sink) -> Sink:
-    while isinstance(sink, (_Comparing, OnlyIntercepted)):
+    while isinstance(sink, (Comparing, OnlyIntercepted)):
         sink = sink.sink
     return sink
 
@@ -110,7 +110,7 @@ def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
     paths = list(paths)
     rules = load_rules(rules_paths) if rules_paths else None  # RuleError before any work
     compare = PortComparison()
-    sink = _Comparing(sink, compare)
+    sink = Comparing(sink, compare)
     if jobs > 1 and analyzer is None and _worth_parallel(paths):
         result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths), http)
         result.comparison = compare
