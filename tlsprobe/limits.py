@@ -142,3 +142,22 @@ VERIFY_CACHE_SIZE = 1024
 # these are not compared (the summary says port_comparison_truncated).
 COMPARE_MAX_ENTRIES = 20_000
 COMPARE_MAX_MEMBERS = 64
+
+# Cross-flow context (tlsprobe.detect.context).  Servers profiled at once (least recently
+# seen dropped first): ~1 KB each with full sets, so ~8 MB; a scan of a /16 keeps the
+# most recent 8k servers, which is where a comparison is still useful.
+CONTEXT_MAX_SERVERS = 8_192
+# Distinct genuine TTLs kept per server (a path wanders over a few values; more means
+# the profile says nothing and the fixed tolerance would be as good).
+CONTEXT_MAX_TTLS = 16
+# Names (per server: leaves and trusted names; per issuer: names, domains, servers) and
+# QUIC ports remembered: enough to show an issuer minting for many names, bounded
+# against a capture of a million distinct SNIs.
+CONTEXT_MAX_NAMES = 64
+# Injector fingerprints anchored per server by a provider-specific verdict.
+CONTEXT_MAX_ANCHORS = 8
+# Unverified certificate issuers profiled at once (~5 KB each with full sets: ~5 MB).
+CONTEXT_MAX_ISSUERS = 1_024
+# How long after a blackholed QUIC connection a silent one to the same server and port
+# counts as residual blocking (published residual blocking lasts ~180 s).
+CONTEXT_QUIC_RESIDUAL_S = 180.0

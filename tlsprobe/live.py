@@ -22,6 +22,7 @@ from tlsprobe.capture.live import InterfaceDown, LiveCapture
 from tlsprobe.capture.writer import Writer, open_writer
 from tlsprobe.compare import PortComparison
 from tlsprobe.detect import load_rules
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.pipeline import Analyzer
 from tlsprobe.sinks import Sink
 from tlsprobe.sinks.run import Comparing, RunResult
@@ -48,6 +49,7 @@ class SniffOptions:
     buffer_bytes: int = 32 << 20
     rules_paths: Sequence[str] = ()
     http: bool = False
+    context: ContextOptions = NO_OPTIONS
 
 
 @dataclass
@@ -119,7 +121,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
     """
     stop = stop if stop is not None else StopFlag()
     rules = load_rules(options.rules_paths) if options.rules_paths else None
-    an = analyzer or Analyzer(rules=rules, http=options.http)
+    an = analyzer or Analyzer(rules=rules, http=options.http, context=options.context.make())
     an.capture_name = "live:" + ",".join(options.interfaces)
     compare = PortComparison(age_out=True)  # hours of traffic: keep the recent groups
     out = Comparing(sink, compare)
@@ -144,6 +146,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
             result.written = writer.packets
             writer.close()
     an.stats.files = 1
+    result.findings = an.context.findings()
     return result
 
 

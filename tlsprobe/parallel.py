@@ -1,7 +1,7 @@
 """Several analyser processes over the same capture files, each owning a share of the flows.
 
 Every worker reads every packet (reading is cheap) but analyses only the flows of its
-partition (a hash of the port pair, the same in both directions; see
+partition (a hash of the server's address, the same in both directions; see
 :class:`~tlsprobe.pipeline.Analyzer`).  Workers send finished records to the parent in
 batches; the parent merges them with the run counters.  Record order between flows may
 differ from a single-process run; each record is the same.
@@ -21,6 +21,7 @@ from typing import Any, cast
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import TrackedCapture
 from tlsprobe.detect import load_rules
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.errors import CaptureError, TlsprobeError
 from tlsprobe.limits import DEFAULT_LIMITS, Limits
 from tlsprobe.pipeline import Analyzer, Stats
@@ -37,7 +38,8 @@ BRIEF_KEYS = ("src_ip", "dst_ip", "dst_port", "sni", "outcome", "interception")
 
 
 def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool,
-            rules_paths: tuple[str, ...], http: bool, encode: Callable[[Mapping[str, Any]], str] | None) -> None:
+            rules_paths: tuple[str, ...], http: bool, encode: Callable[[Mapping[str, Any]], str] | None,
+            context: ContextOptions) -> None:
     lock = threading.Lock()  # the progress thread shares the pipe
 
     def send(msg: tuple[Any, ...]) -> None:
@@ -47,7 +49,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
     try:
         # each worker gets its share of the tables and budgets: the run keeps the bounds
         an = Analyzer(limits.per_worker(nparts), (part, nparts),
-                      rules=load_rules(rules_paths) if rules_paths else None, http=http)
+                      rules=load_rules(rules_paths) if rules_paths else None, http=http, context=context.make())
         batch: list[dict[str, Any]] = []
         errors: list[str] = []
         reading: list[tuple[int, TrackedCapture]] = []  # the file being read, for the sampler
@@ -82,7 +84,7 @@ def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: 
         batch.extend(_out(rec.to_dict(), encode) for rec in an.finish())
         if batch:
             send(("records", batch, None, None))
-        send(("done", an.stats.counters(), dict(an.log.counts), errors))
+        send(("done", an.stats.counters(), dict(an.log.counts), (errors, an.context.findings())))
     except BaseException:  # report anything to the parent rather than dying silently
         send(("crash", traceback.format_exc(), None, None))
     finally:
@@ -102,6 +104,7 @@ class ParallelRun:
         self, paths: Sequence[str], jobs: int, limits: Limits = DEFAULT_LIMITS,
         on_progress: Callable[[int, int], None] | None = None, rules_paths: tuple[str, ...] = (),
         http: bool = False, encode: Callable[[Mapping[str, Any]], str] | None = None,
+        context: ContextOptions = NO_OPTIONS,
     ) -> None:
         """``on_progress(file index, bytes read)`` is called as partition 0 reads."""
         if "-" in paths:
@@ -118,6 +121,10 @@ class ParallelRun:
         # workers turn records into (encode(record), brief) pairs; iterate with encoded()
         self.encode = encode
         self.live = Stats()  # updated by the caller as records arrive (progress display)
+        self.context = context
+        # the workers' end-of-run context findings (each worker owns whole servers; an
+        # issuer seen by several workers is reported by each, with its own counts)
+        self.findings: list[dict[str, Any]] = []
 
     def encoded(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(line, brief) pairs when made with ``encode``: the brief holds BRIEF_KEYS."""
@@ -133,7 +140,7 @@ class ParallelRun:
         for part in range(self.jobs):
             recv, send = ctx.Pipe(duplex=False)
             args = (self.paths, self.limits, part, self.jobs, send, self.on_progress is not None, self.rules_paths,
-                    self.http, self.encode)
+                    self.http, self.encode, self.context)
             p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             send.close()
@@ -155,6 +162,8 @@ class ParallelRun:
                         if self.on_progress is not None:
                             self.on_progress(payload, counts)
                     elif kind == "done":
+                        errors, findings = errors
+                        self.findings.extend(findings)
                         self._merge(open_conns.pop(c), payload, counts, errors)
                     else:
                         raise TlsprobeError(f"analysis worker failed:\n{payload}")

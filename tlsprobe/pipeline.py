@@ -21,7 +21,8 @@ from typing import TypeVar
 
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile, Packet
-from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
+from tlsprobe.decode.packet import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Decoder, Segment
+from tlsprobe.detect.context import Context
 from tlsprobe.detect.engine import RuleSet
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
 from tlsprobe.flow.quic import QuicTracker
@@ -67,7 +68,19 @@ def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) ->
 
 def _facts(seg: Segment, ts: float) -> PacketFacts:
     return PacketFacts(ts, seg.ttl, seg.ip_id, seg.df, seg.window, seg.flags, option_kinds(seg.options),
-                       len(seg.payload), seg.seq, seg.ack, seg.payload[:16])
+                       len(seg.payload), seg.seq, seg.ack, seg.payload[:16], flow_label=seg.flow_label)
+def _server_hash(src: bytes, dst: bytes, sport: int, dport: int) -> int:
+    """A hash of the server's address, the same in both directions: which worker owns a
+    flow.  The server is the end with the lower port (ties: both addresses), so every
+    flow to one server lands in one worker and the cross-flow context (per-server
+    profiles) sees exactly what a single process sees."""
+    if sport > dport:
+        return dst[-1] ^ dst[-2]
+    if sport < dport:
+        return src[-1] ^ src[-2]
+    return src[-1] ^ src[-2] ^ dst[-1] ^ dst[-2]
+
+
 # Ethernet type, IPv4 version/IHL, IPv4 flags/fragment offset, IPv4 protocol
 _FAST_HEADER = struct.Struct("!12xHB5xHxB")
 
@@ -121,16 +134,19 @@ class Analyzer:
     """Owns the flow table; turns packets into handshake records."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1),
-                 rules: RuleSet | None = None, http: bool = False) -> None:
-        """``partition`` (i, n): analyse only the flows whose port hash is i modulo n, so
+                 rules: RuleSet | None = None, http: bool = False, context: Context | None = None) -> None:
+        """``partition`` (i, n): analyse only the flows whose server hash is i modulo n, so
         n analysers over the same input share the work (see :mod:`tlsprobe.parallel`).
         Partition 0 alone counts packet-level facts (packets, capture and decode anomalies).
         ``rules``: the detectors that fill each record's ``interception`` (default: the
-        built-in packs; ``RuleSet()`` for none).  ``http``: also emit a record for every
-        plain HTTP request (``kind: "http"``), watched for block pages like a hello."""
+        built-in packs; ``RuleSet()`` for none).  Plain HTTP requests are watched for
+        block pages like a hello; an intercepted one is always a record (``kind: "http"``),
+        and ``http`` makes every request one.  ``context``: the cross-flow stage records
+        are judged against (default: a new :class:`~tlsprobe.detect.context.Context`)."""
         self.limits = limits
         self.http = http
         self.rules = rules if rules is not None else builtin_rules()
+        self.context = context if context is not None else Context()
         self.partition = partition
         self.log = AnomalyLog()
         # packet-level anomalies: counted once, by partition 0
@@ -181,13 +197,15 @@ class Analyzer:
                     if proto == 6 and not frag & 0x3FFF:
                         l4 = (vihl & 0x0F) * 4 + 14
                         if len(buf) >= l4 + 20:
-                            if nparts > 1 and (buf[l4 + 1] ^ buf[l4 + 3]) % nparts != part:
+                            if nparts > 1 and _server_hash(buf[26:30], buf[30:34], (buf[l4] << 8) | buf[l4 + 1],
+                                                           (buf[l4 + 2] << 8) | buf[l4 + 3]) % nparts != part:
                                 continue  # another partition's flow
                             flow = by_key.get(buf[26:34] + buf[l4 : l4 + 4])
                             payload_end = 14 + ((buf[16] << 8) | buf[17])
                 elif etype == 0x86DD and buf[20] == 6 and len(buf) >= 74:
                     l4 = 54
-                    if nparts > 1 and (buf[55] ^ buf[57]) % nparts != part:
+                    if nparts > 1 and _server_hash(buf[22:38], buf[38:54], (buf[54] << 8) | buf[55],
+                                                   (buf[56] << 8) | buf[57]) % nparts != part:
                         continue
                     flow = by_key.get(buf[22:54] + buf[54:58])
                     payload_end = 54 + ((buf[18] << 8) | buf[19])
@@ -207,11 +225,13 @@ class Analyzer:
                 if primary:
                     stats.other_packets += 1
                 continue
-            if nparts > 1 and ((seg.sport ^ seg.dport) & 0xFF) % nparts != part:
+            if nparts > 1 and _server_hash(seg.src, seg.dst, seg.sport, seg.dport) % nparts != part:
                 continue
             if seg.proto == PROTO_TCP:
                 stats.tcp_packets += 1
                 self._tcp(seg, ts)
+            elif seg.proto == PROTO_ICMP:
+                self._icmp(seg, ts)
             else:
                 stats.udp_packets += 1
                 if seg.payload and seg.payload[0] & 0x80:  # long header: maybe a QUIC Initial
@@ -309,6 +329,16 @@ class Analyzer:
             while self.quic_buffered > self.limits.max_quic_buffered_bytes and self.quic:
                 self._quic_evict_oldest()
 
+    def _icmp(self, seg: Segment, ts: float) -> None:
+        """An ICMP error about a QUIC connection (the quoted datagram's 4-tuple)."""
+        if seg.window != PROTO_UDP or not self.quic:
+            return
+        entry = self.quic.get(seg.src + seg.dst + _PORTS.pack(seg.sport, seg.dport))
+        if entry is None or entry[0].done or entry[0].icmp is not None:
+            return
+        entry[0].icmp = {"type": seg.flags >> 8, "code": seg.flags & 0xFF, "from": ip_text(seg.icmp_from),
+                         "delay_ms": round((ts - (entry[0].ch_ts or entry[0].first_ts)) * 1000, 3)}
+
     def _quic_evict_oldest(self) -> None:
         """Drop the oldest QUIC connection (table or CRYPTO budget full); one still waiting
         for its hellos reports what it has (quic.evicted)."""
@@ -337,7 +367,8 @@ class Analyzer:
             client_hello=ch, transport="quic", ip_version=ipv, server_hello=tracker.server_hello,
             client_hello_segments=max(1, tracker.initials[tracker.client]), client_hello_bytes=tracker.ch_bytes,
             client_hello_records=0,
-            outcome="server_hello" if tracker.server_hello is not None else "incomplete",
+            outcome=tracker.outcome(max(self._now, tracker.last_ts), self.limits.evidence_window),
+            evidence=tracker.evidence(),
             quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
         )
         tracker.release()
@@ -400,7 +431,7 @@ class Analyzer:
                 if len(self._active) >= self.limits.max_handshake_flows:
                     self._cut(next(iter(self._active)), "flow.handshakes.cap_exceeded")
                 self._active[flow] = None
-            hs = flow.handshake(self.limits, self.http)
+            hs = flow.handshake(self.limits, True)
             had_hello = hs.triggered
             self._data(flow, hs, d, seg, ts)
             if not had_hello and hs.triggered:
@@ -660,15 +691,20 @@ class Analyzer:
         return self._detect(rec)
 
     def _detect(self, rec: R) -> R:
-        if self.rules:
-            d = rec.to_dict()
-            rec.interception = d["interception"] = self.rules.evaluate(d)
-            rec.cached = d
-            if rec.interception is not None:
-                self.stats.intercepted += 1
+        """Judge the record against the run's context, run the rules, learn from it."""
+        d = rec.to_dict()
+        ctx = self.context
+        ctx.judge(d)
+        verdict = self.rules.evaluate(d) if self.rules else None
+        verdict = ctx.refine(d, verdict)
+        ctx.learn(d, verdict)
+        rec.interception = d["interception"] = verdict
+        rec.cached = d
+        if verdict is not None:
+            self.stats.intercepted += 1
         return rec
 
-    def _http_record(self, flow: Flow, hs: HandshakeTracker) -> HttpRecord:
+    def _http_record(self, flow: Flow, hs: HandshakeTracker) -> HttpRecord | None:
         assert hs.client is not None and hs.http_request is not None
         c = hs.client
         cip, cport = flow.endpoint(c)
@@ -684,8 +720,11 @@ class Analyzer:
             tcp_syn_seen=flow.dirs[c].syn_seen, tunnelled=flow.tunnelled, capture=self.capture_name,
             anomalies=list(hs.anomalies),
         )
+        rec = self._detect(rec)
+        if not self.http and rec.interception is None:
+            return None  # without --http only intercepted requests are records
         self.stats.http_requests += 1
-        return self._detect(rec)
+        return rec
 
     # -- eviction ------------------------------------------------------------
 

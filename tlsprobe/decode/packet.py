@@ -16,6 +16,7 @@ from tlsprobe.limits import DEFAULT_LIMITS, Limits
 
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_ICMP = 1  # Segment.proto of an ICMP/ICMPv6 error, addressed as the packet it quotes
 
 _IP4 = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBH")
@@ -59,6 +60,11 @@ class Segment:
     options: bytes
     payload: bytes
     tunnelled: bool = False
+    flow_label: int = 0  # IPv6 only: constant per connection on Linux, 0 from most injectors
+    # ICMP errors (proto PROTO_ICMP): src/dst/ports are those of the quoted packet (the
+    # flow it reports on), flags = type << 8 | code, window = the quoted protocol, and
+    # icmp_from = the address that sent the error.
+    icmp_from: bytes = b""
 
 
 class Decoder:
@@ -181,6 +187,7 @@ class Decoder:
         plen = _U16.unpack_from(buf, off + 4)[0]
         nxt = buf[off + 6]
         hlim = buf[off + 7]
+        label = _U32BE.unpack_from(buf, off)[0] & 0xFFFFF
         src = buf[off + 8 : off + 24]
         dst = buf[off + 24 : off + 40]
         if len(dst) < 16:
@@ -211,11 +218,32 @@ class Decoder:
         if p > ip_end:
             self.log.add("decode.truncated")
             return None
-        return self._l4(6, src, dst, nxt, hlim, frag_id, False, buf, p, ip_end, ts, depth)
+        return self._l4(6, src, dst, nxt, hlim, frag_id, False, buf, p, ip_end, ts, depth, label)
+
+    @staticmethod
+    def _icmp(ipv: int, sender: bytes, ttl: int, buf: bytes, p: int, end: int, depth: int) -> Segment | None:
+        """An ICMP destination-unreachable / time-exceeded (ICMPv6 1 / 3) quoting a TCP or
+        UDP packet: a Segment addressed as the quoted packet; other ICMP is not used."""
+        icmp_type, code = buf[p], buf[p + 1]
+        q = p + 8
+        if ipv == 4 and icmp_type in (3, 11) and end - q >= 28 and buf[q] >> 4 == 4:
+            ihl = (buf[q] & 0x0F) * 4
+            proto, src, dst = buf[q + 9], buf[q + 12 : q + 16], buf[q + 16 : q + 20]
+            l4 = q + ihl
+        elif ipv == 6 and icmp_type in (1, 3) and end - q >= 44 and buf[q] >> 4 == 6:
+            proto, src, dst = buf[q + 6], buf[q + 8 : q + 24], buf[q + 24 : q + 40]
+            l4 = q + 40
+        else:
+            return None
+        if proto not in (PROTO_TCP, PROTO_UDP) or l4 + 4 > end:
+            return None
+        sport, dport = _UDP.unpack_from(buf, l4)
+        return Segment(ipv, src, dst, PROTO_ICMP, sport, dport, ttl, 0, False, icmp_type << 8 | code, 0, 0, proto,
+                       b"", b"", depth > 0, 0, sender)
 
     def _l4(
         self, ipv: int, src: bytes, dst: bytes, proto: int, ttl: int, ip_id: int, df: bool,
-        buf: bytes, p: int, end: int, ts: float, depth: int,
+        buf: bytes, p: int, end: int, ts: float, depth: int, label: int = 0,
     ) -> Segment | None:
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(buf, p)
@@ -225,7 +253,7 @@ class Decoder:
                 return None
             return Segment(
                 ipv, src, dst, PROTO_TCP, sport, dport, ttl, ip_id, df, flags, seq, ack, win,
-                buf[p + 20 : p + hl], buf[p + hl : end], depth > 0,
+                buf[p + 20 : p + hl], buf[p + hl : end], depth > 0, label,
             )
         if proto == PROTO_UDP:
             sport, dport = _UDP.unpack_from(buf, p)
@@ -241,8 +269,11 @@ class Decoder:
             if dport == 2152 or sport == 2152:  # GTP-U
                 return self._gtp(buf, p + 8, end, ts, depth + 1)
             return Segment(
-                ipv, src, dst, PROTO_UDP, sport, dport, ttl, ip_id, df, 0, 0, 0, 0, b"", buf[p + 8 : end], depth > 0
+                ipv, src, dst, PROTO_UDP, sport, dport, ttl, ip_id, df, 0, 0, 0, 0, b"", buf[p + 8 : end], depth > 0,
+                label,
             )
+        if proto == 1 or proto == 58:
+            return self._icmp(ipv, src, ttl, buf, p, end, depth)
         if proto == 47:
             return self._gre(buf, p, end, ts, depth + 1)
         if proto in (4, 41):  # IP-in-IP, IPv6-in-IP

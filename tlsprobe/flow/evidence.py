@@ -78,6 +78,7 @@ class PacketFacts:
     ack: int
     head: bytes  # first payload bytes (RST payloads are a fingerprint)
     seq_expected: bool | None = None  # seq is the next one the server's stream expects
+    flow_label: int = 0  # IPv6 flow label (0 on IPv4)
 
 
 class FlowEvidence:
@@ -219,6 +220,8 @@ class FlowEvidence:
                 tells.append("df_mismatch")
             if OPT_TIMESTAMP in base.options and OPT_TIMESTAMP not in p.options:
                 tells.append("timestamps_missing")
+            if base.flow_label and p.flow_label != base.flow_label:
+                tells.append("flow_label_mismatch")
         if len(self.client_rsts) >= 2:
             tells.append("rst_burst")
         if p.payload_len:
@@ -258,6 +261,9 @@ class FlowEvidence:
             # (a server whose own SYN-ACK already had the client's IP ID, e.g. a constant
             # ID on both sides of a synthetic capture, copies nothing)
             tells.append("ip_id_copied")
+        if base is not None and base.flow_label and event["flow_label"] != base.flow_label:
+            # IPv6 has no IP ID and no DF: the flow label is its per-connection constant
+            tells.append("flow_label_mismatch")
         if "R" in event["flags"]:
             if event["payload_len"]:
                 tells.append("rst_payload")
@@ -285,6 +291,7 @@ class FlowEvidence:
             "ttl_delta": p.ttl - base.ttl if base else None,
             "ip_id": p.ip_id,
             "df": p.df,
+            "flow_label": p.flow_label,
             "window": p.window,
             "flags": flag_text(p.flags),
             "options": list(p.options),
@@ -302,5 +309,5 @@ class FlowEvidence:
 
 
 def _facts(p: PacketFacts) -> dict[str, Any]:
-    return {"ttl": p.ttl, "ip_id": p.ip_id, "df": p.df, "window": p.window, "flags": flag_text(p.flags),
-            "options": list(p.options)}
+    return {"ttl": p.ttl, "ip_id": p.ip_id, "df": p.df, "flow_label": p.flow_label, "window": p.window,
+            "flags": flag_text(p.flags), "options": list(p.options)}

@@ -20,8 +20,30 @@ class QuicTracker:
     """One QUIC connection (a UDP 4-tuple), client side = sender of the first Initial."""
 
     __slots__ = (
-        "anomalies", "await_new_dcid", "buffered", "ch_bytes", "ch_ts", "client", "client_hello", "crypto", "done",
-        "first_ts", "initials", "key_dcid", "keys", "last_ts", "limits", "retried", "scid", "server_hello", "version",
+        "after_ch",
+        "anomalies",
+        "await_new_dcid",
+        "buffered",
+        "ch_bytes",
+        "ch_ts",
+        "client",
+        "client_hello",
+        "crypto",
+        "datagrams",
+        "done",
+        "first_dir_ts",
+        "first_ts",
+        "icmp",
+        "initials",
+        "key_dcid",
+        "keys",
+        "last_dir_ts",
+        "last_ts",
+        "limits",
+        "retried",
+        "scid",
+        "server_hello",
+        "version",
     )
 
     def __init__(self, limits: Limits, ts: float) -> None:
@@ -45,6 +67,11 @@ class QuicTracker:
         self.retried = False
         self.await_new_dcid = False
         self.buffered = 0  # CRYPTO bytes charged to the run's QUIC budget
+        self.datagrams = [0, 0]  # per direction (0: the first sender's)
+        self.first_dir_ts: list[float | None] = [None, None]
+        self.last_dir_ts = [ts, ts]
+        self.after_ch = 0  # client datagrams after the one that completed its hello
+        self.icmp: dict[str, Any] | None = None  # first ICMP error about the connection
 
     def buffered_bytes(self) -> int:
         """Bytes the CRYPTO reassembly of both directions holds now."""
@@ -67,6 +94,12 @@ class QuicTracker:
     def datagram(self, d: int, data: bytes, ts: float) -> None:
         """One UDP payload from direction ``d``."""
         self.last_ts = ts
+        self.datagrams[d] += 1
+        self.last_dir_ts[d] = ts
+        if self.first_dir_ts[d] is None:
+            self.first_dir_ts[d] = ts
+        if d == self.client and self.ch_ts is not None:
+            self.after_ch += 1
         try:
             for header in quic.iter_datagram(data):
                 self._packet(d, data, header, ts)
@@ -143,6 +176,35 @@ class QuicTracker:
         body = _message(hs, tls.HS_SERVER_HELLO, self.limits)
         if body is not None:
             self.server_hello = tls.parse_server_hello(body, 0x0303, self.limits)
+
+    def outcome(self, now: float, silence_after: float) -> str:
+        """``server_hello``; ``icmp_unreachable`` when an ICMP error came back; ``silence``
+        when the client sent again after its hello, ``silence_after`` seconds have passed (by
+        ``now``) and nothing came back; else ``incomplete``."""
+        if self.server_hello is not None:
+            return "server_hello"
+        if self.icmp is not None:
+            return "icmp_unreachable"
+        c = self.client or 0
+        if self.datagrams[1 - c] == 0 and self.ch_ts is not None and self.after_ch >= 1 and (
+                now - self.ch_ts >= silence_after):
+            return "silence"
+        return "incomplete"
+
+    def evidence(self) -> dict[str, Any]:
+        """The record's ``evidence`` for QUIC: what the client sent and what came back."""
+        c = self.client or 0
+        ch_ts = self.ch_ts if self.ch_ts is not None else self.first_ts
+        reply = self.first_dir_ts[1 - c]
+        return {
+            "client_datagrams": self.datagrams[c],
+            "server_datagrams": self.datagrams[1 - c],
+            "client_datagrams_after_hello": self.after_ch,
+            "client_active_ms": round((self.last_dir_ts[c] - ch_ts) * 1000, 3),
+            "first_reply_ms": round((reply - ch_ts) * 1000, 3) if reply is not None else None,
+            "icmp": self.icmp,
+            "tells": [],
+        }
 
     def quic_fields(self) -> dict[str, Any]:
         """The record's ``quic`` object: version, connection ID lengths, transport parameters."""

@@ -15,6 +15,7 @@ from typing import Any
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.compare import PortComparison
 from tlsprobe.detect import load_rules
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.errors import CaptureError
 from tlsprobe.parallel import ParallelRun
 from tlsprobe.pipeline import Analyzer, Stats, builtin_rules
@@ -35,9 +36,11 @@ class RunResult:
     log: AnomalyLog
     errors: list[str] = field(default_factory=list)
     comparison: PortComparison | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)  # the cross-flow context's, end of run
 
     def summary(self) -> dict[str, Any]:
         summary = build_summary(self.stats, self.log, self.errors)
+        summary["context_findings"] = self.findings
         summary["port_comparison"] = self.comparison.findings() if self.comparison is not None else []
         if self.comparison is not None and self.comparison.truncated:
             summary["port_comparison_truncated"] = True  # more groups than COMPARE_MAX_GROUPS/MEMBERS
@@ -98,24 +101,26 @@ def default_jobs() -> int:
 def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
         progress: RunProgress | None = None,
         on_error: Callable[[str], None] | None = None, jobs: int = 1,
-        rules_paths: Sequence[str] = (), http: bool = False) -> RunResult:
+        rules_paths: Sequence[str] = (), http: bool = False,
+        context: ContextOptions = NO_OPTIONS) -> RunResult:
     """Analyse every capture in ``paths`` (``-`` is stdin), writing records to ``sink``.
 
     A capture that cannot be read is reported to ``on_error`` (its one-line message) and
     listed in the result; the run goes on with the next one.  The sink is not closed.
     With ``jobs`` > 1, regular files adding up to a large input are shared among that
     many worker processes (:mod:`tlsprobe.parallel`).  ``rules_paths`` are rule packs
-    (:mod:`tlsprobe.detect`) to use besides the built-in ones.
+    (:mod:`tlsprobe.detect`) to use besides the built-in ones; ``context`` configures the
+    cross-flow stage (:mod:`tlsprobe.detect.context`).
     """
     paths = list(paths)
     rules = load_rules(rules_paths) if rules_paths else None  # RuleError before any work
     compare = PortComparison()
     sink = Comparing(sink, compare)
     if jobs > 1 and analyzer is None and _worth_parallel(paths):
-        result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths), http)
+        result = _run_parallel(paths, sink, progress, on_error, jobs, tuple(rules_paths), http, context)
         result.comparison = compare
         return result
-    an = analyzer or Analyzer(rules=rules, http=http)
+    an = analyzer or Analyzer(rules=rules, http=http, context=context.make())
     result = RunResult(an.stats, an.log, comparison=compare)
     if progress is not None:
         progress.stats = an.stats
@@ -142,6 +147,7 @@ def run(paths: Iterable[str], sink: Sink, *, analyzer: Analyzer | None = None,
             capture.release()
     for rec in an.finish():
         write(rec.to_dict())
+    result.findings = an.context.findings()
     return result
 
 
@@ -163,7 +169,7 @@ class _Reading:
 
 def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
                   on_error: Callable[[str], None] | None, jobs: int, rules_paths: tuple[str, ...],
-                  http: bool) -> RunResult:
+                  http: bool, context: ContextOptions) -> RunResult:
     shown: list[tuple[int, _Reading, AbstractContextManager[None]]] = []
 
     def on_progress(index: int, pos: int) -> None:
@@ -183,7 +189,7 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
     # JSON Lines are encoded in the workers: the parent only writes strings
     encoded = isinstance(_innermost(sink), JsonlSink)
     par = ParallelRun(paths, jobs, on_progress=on_progress if progress is not None else None,
-                      rules_paths=rules_paths, http=http, encode=dumps_line if encoded else None)
+                      rules_paths=rules_paths, http=http, encode=dumps_line if encoded else None, context=context)
     if progress is not None:
         progress.stats = par.live
     try:
@@ -203,4 +209,4 @@ def _run_parallel(paths: list[str], sink: Sink, progress: RunProgress | None,
     for message in par.errors:
         if on_error is not None:
             on_error(message)
-    return RunResult(par.stats, par.log, list(par.errors))
+    return RunResult(par.stats, par.log, list(par.errors), findings=par.findings)

@@ -82,6 +82,43 @@ def trust_store() -> Store | None:
     return _STORE
 
 
+_USER_STORE: Store | None = None
+
+
+def set_user_trust(pem_bundles: list[bytes]) -> frozenset[str]:
+    """Trust the CA certificates in ``pem_bundles`` besides the public roots (``--trust``):
+    chains that lead to them verify, with ``trusted_by: "user"``.  Returns the names
+    (DNS and IP SANs, lower case) of the leaf certificates in the bundles: names whose
+    genuine chain the user vouches for.  Raises ValueError for a bundle with no
+    certificate.  Replaces any earlier user trust and empties the verification cache.
+    """
+    from cryptography import x509
+    from cryptography.x509.verification import Store
+
+    global _USER_STORE
+    roots: list[x509.Certificate] = []
+    names: set[str] = set()
+    for pem in pem_bundles:
+        certs = x509.load_pem_x509_certificates(pem)  # ValueError when there is none
+        for cert in certs:
+            try:
+                ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except x509.ExtensionNotFound:
+                ca = cert.subject == cert.issuer  # an old self-signed root without the extension
+            if ca:
+                roots.append(cert)
+                continue
+            try:
+                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                names.update(str(n).lower() for n in san.get_values_for_type(x509.DNSName))
+                names.update(str(n) for n in san.get_values_for_type(x509.IPAddress))
+            except x509.ExtensionNotFound:
+                pass
+    _USER_STORE = Store(roots) if roots else None
+    _VERIFIED.clear()
+    return frozenset(names)
+
+
 def name_matches(pattern: str, host: str) -> bool:
     """RFC 6125 host matching: case-insensitive, a wildcard only as the whole leftmost label."""
     p, h = pattern.lower().rstrip("."), host.lower().rstrip(".")
@@ -102,7 +139,8 @@ def verify_chain(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, 
     from cryptography import x509
     from cryptography.x509.verification import PolicyBuilder, VerificationError
 
-    out: dict[str, Any] = {"chain_verified": None, "verify_error": None, "leaf_matches_sni": None}
+    out: dict[str, Any] = {"chain_verified": None, "verify_error": None, "leaf_matches_sni": None,
+                           "trusted_by": None}
     if not ders:
         return out
     with warnings.catch_warnings():
@@ -131,15 +169,23 @@ def verify_chain(ders: list[bytes], sni: str | None, at: datetime) -> dict[str, 
                 subject = x509.IPAddress(ipaddress.ip_address(sni))
             except ValueError:
                 subject = x509.DNSName(sni)
-            verifier = PolicyBuilder().store(store).time(at).build_server_verifier(subject)
-            verifier.verify(leaf, certs[1:])
-            out["chain_verified"] = True
-        except VerificationError as exc:
-            out["chain_verified"] = False
-            out["verify_error"] = str(exc)[:200]
-        except Exception as exc:  # odd certificates the verifier refuses to consider
-            out["chain_verified"] = False
-            out["verify_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        except Exception as exc:  # a name the verifier cannot take (not a DNS name)
+            out.update(chain_verified=False, verify_error=f"{type(exc).__name__}: {exc}"[:200])
+            return out
+        for source, trusted in (("public", store), ("user", _USER_STORE)):
+            if trusted is None:
+                continue
+            try:
+                verifier = PolicyBuilder().store(trusted).time(at).build_server_verifier(subject)
+                verifier.verify(leaf, certs[1:])
+                out.update(chain_verified=True, verify_error=None, trusted_by=source)
+                break
+            except VerificationError as exc:
+                if source == "public":
+                    out.update(chain_verified=False, verify_error=str(exc)[:200])
+            except Exception as exc:  # odd certificates the verifier refuses to consider
+                if source == "public":
+                    out.update(chain_verified=False, verify_error=f"{type(exc).__name__}: {exc}"[:200])
     return out
 
 

@@ -1,0 +1,493 @@
+"""Cross-flow context: each record judged against what the run has shown so far.
+
+Per-record rules are pure functions of one record.  Some evidence only exists across
+flows: the TTLs a server's genuine packets carry (so that a reset one hop off is
+foreign when every genuine packet of that server had the same TTL), the host that
+answered the other handshakes to the same server (a transparent proxy answers from
+nearer), the issuer the same name presented elsewhere, the injector whose block page
+named its provider.  :class:`Context` keeps bounded, streaming profiles of these and,
+when a record's evidence window closes:
+
+1. :meth:`Context.judge` writes what the profiles say into ``evidence.context`` and
+   corrects ``evidence.tells`` (``ttl_mismatch`` from the server's own variation instead
+   of a fixed threshold) - before the rules run, so rules read it like any other field;
+2. :meth:`Context.attribute` names the provider of a verdict whose injector matches one
+   that a provider-specific verdict (a block page) anchored on the same server;
+3. :meth:`Context.learn` adds the record to the profiles;
+4. :meth:`Context.findings` gives what only the whole run shows (an issuer minting
+   leaves for many unrelated names; injectors and their flows) for the summary.
+
+Live capture and files go through the same calls.  Every bound is in
+:mod:`tlsprobe.limits`; docs/detection.md says what each signal is worth.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tlsprobe.detect.asn import AsnDb
+from tlsprobe.limits import (
+    CONTEXT_MAX_ANCHORS,
+    CONTEXT_MAX_ISSUERS,
+    CONTEXT_MAX_NAMES,
+    CONTEXT_MAX_SERVERS,
+    CONTEXT_MAX_TTLS,
+    CONTEXT_QUIC_RESIDUAL_S,
+)
+
+# A profile needs this many flows before its TTL range replaces the fixed tolerance: with
+# fewer, a route change between two flows cannot be told from a foreign packet.
+MIN_PROFILE_FLOWS = 3
+# Fixed tolerance when there is no profile (the flow's own SYN-ACK only): a route change
+# moves a TTL by a hop or so.
+TTL_TOLERANCE = 2
+# A handshake answered in less than this share of the server's shortest RTT came from
+# something nearer than the server (RTTs below MIN_RTT_MS are not compared).
+NEARER_RTT_RATIO = 0.5
+MIN_RTT_MS = 2.0
+# An issuer is "minting" when its unverified leaves name this many registrable domains.
+MINTING_DOMAINS = 3
+_REPLY_OUTCOMES = ("rst", "fin", "tls_alert", "plaintext", "http_response")
+_INJECTION_PATTERNS = ("rst_injection", "block_page", "tls_alert_injection")
+# Common second-level labels under two-letter country codes (co.uk, com.cn, ...)
+_SECOND_LEVEL = frozenset(("co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go"))
+
+
+def registrable(name: str) -> str:
+    """The registrable domain of a host name, approximately: the last two labels (three
+    under ``co.uk``-style second levels).  IP literals are themselves."""
+    name = name.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def _bump(counts: dict[Any, int], key: Any, cap: int) -> None:
+    if key in counts or len(counts) < cap:
+        counts[key] = counts.get(key, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ContextOptions:
+    """What the user told the context stage (picklable: -j workers build their own)."""
+
+    trust_names: frozenset[str] = frozenset()  # SANs of the leaves in --trust bundles
+    asn_db: str | None = None  # --asn-db FILE
+
+    def make(self) -> Context:
+        """A fresh :class:`Context` (raises :class:`~tlsprobe.detect.asn.AsnDbError`)."""
+        return Context(self.trust_names, AsnDb(self.asn_db) if self.asn_db else None)
+
+
+@dataclass(slots=True)
+class Anchor:
+    """An injector whose verdict named a provider: what its packets look like."""
+
+    provider: str
+    ttl: int
+    df: bool
+    ip_id: str  # "zero", "one", "copied", "const:N" or "varies"
+    flow: str  # the anchoring flow, as text
+    pattern: str
+    confidence: float
+
+
+@dataclass(slots=True)
+class ServerProfile:
+    """What the run has seen of one server address."""
+
+    flows: int = 0
+    ttls: dict[int, int] = field(default_factory=dict)  # genuine packets' TTLs (SYN-ACKs, answers)
+    rtt_min_ms: float | None = None  # shortest handshake RTT of its own (not substituted) flows
+    answered: int = 0  # handshakes it answered with a ServerHello (TCP)
+    quic_answered: set[str] = field(default_factory=set)  # SNIs it answered over QUIC
+    quic_blocked: dict[int, float] = field(default_factory=dict)  # port -> last blackholed QUIC Initial
+    leaves: dict[str, tuple[str, bool, str]] = field(default_factory=dict)  # "port|name" -> (issuer, verified, flow)
+    trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
+    anchors: list[Anchor] = field(default_factory=list)
+    issuers: dict[str, set[str]] = field(default_factory=dict)  # unverified issuer -> registrable domains
+
+
+@dataclass(slots=True)
+class IssuerProfile:
+    """Unverified leaves of one issuer."""
+
+    names: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+    servers: set[str] = field(default_factory=set)
+    flows: int = 0
+
+
+def _flow_text(d: Mapping[str, Any]) -> str:
+    sni = d.get("sni") or ((d.get("http_request") or {}).get("host"))
+    return f"{d.get('src_ip')}:{d.get('src_port')} -> {d.get('dst_ip')}:{d.get('dst_port')}" + (
+        f" ({str(sni)[:64]!r})" if sni else "")
+
+
+def _ip_id_class(pkt: Mapping[str, Any], tells: list[str]) -> str:
+    if "ip_id_copied" in tells:
+        return "copied"
+    ip_id = pkt.get("ip_id")
+    if ip_id == 0:
+        return "zero"
+    if ip_id == 1:
+        return "one"
+    return f"const:{ip_id}"
+
+
+NO_OPTIONS = ContextOptions()
+
+
+class Context:
+    """Bounded per-server, per-issuer and per-injector profiles of one run."""
+
+    __slots__ = ("asn", "issuers", "servers", "trust_names")
+
+    def __init__(self, trust_names: frozenset[str] = frozenset(), asn: AsnDb | None = None) -> None:
+        """``trust_names``: host names the user vouches for (SANs of leaf certificates in
+        ``--trust`` bundles): any chain for them that does not verify is substituted.
+        ``asn``: the network-owner database (``--asn-db``) for ``evidence.context.server_asn``."""
+        self.servers: OrderedDict[str, ServerProfile] = OrderedDict()
+        self.issuers: OrderedDict[str, IssuerProfile] = OrderedDict()
+        self.trust_names = frozenset(n.lower() for n in trust_names)
+        self.asn = asn
+
+    def _server(self, ip: str, create: bool) -> ServerProfile | None:
+        prof = self.servers.get(ip)
+        if prof is not None:
+            self.servers.move_to_end(ip)
+        elif create:
+            if len(self.servers) >= CONTEXT_MAX_SERVERS:
+                self.servers.popitem(last=False)
+            prof = self.servers[ip] = ServerProfile()
+        return prof
+
+    # -- judging -----------------------------------------------------------------
+
+    def judge(self, d: dict[str, Any]) -> None:
+        """Write ``evidence.context`` and correct ``evidence.tells`` from the profiles."""
+        ev = d.get("evidence")
+        if not isinstance(ev, dict):
+            return
+        prof = self._server(str(d.get("dst_ip")), create=False)
+        ctx: dict[str, Any] = {
+            "server_flows": prof.flows if prof else 0,
+            "server_ttls": sorted(prof.ttls) if prof else [],
+            "server_rtt_min_ms": prof.rtt_min_ms if prof else None,
+            "server_answered": (prof.answered + len(prof.quic_answered)) if prof else 0,
+            "ttl": None,
+            "host": None,
+            "certificate": None,
+            "quic": None,
+            "injector": None,
+            "server_asn": self.asn.lookup(str(d.get("dst_ip"))) if self.asn is not None else None,
+        }
+        ev["context"] = ctx
+        if d.get("transport") == "quic":
+            self._judge_quic(d, ev, ctx, prof)
+            return
+        self._judge_ttl(ev, ctx, prof)
+        self._judge_host(ev, ctx, prof)
+        self._judge_certificate(d, ev, ctx, prof)
+
+    def _judge_ttl(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None) -> None:
+        """Is the packet that carried the outcome foreign to the server's genuine TTLs?
+
+        Genuine: this flow's SYN-ACK and, with a profile of MIN_PROFILE_FLOWS flows or
+        more, every TTL the server's own packets carried.  The range they span is the
+        server's variation; a TTL outside the range widened by that variation is foreign
+        (a server that always sent 63 makes 64 foreign; one wandering over 62-64 needs 61
+        or 66).  Without a profile the fixed tolerance of TTL_TOLERANCE hops applies.
+        """
+        pkt = ev.get("outcome_packet")
+        base = ev.get("baseline")
+        if not isinstance(pkt, dict) or not isinstance(base, dict):
+            return
+        ttl, own = pkt.get("ttl"), base.get("ttl")
+        if not isinstance(ttl, int) or not isinstance(own, int):
+            return
+        genuine = {own}
+        profiled = prof is not None and prof.flows >= MIN_PROFILE_FLOWS and bool(prof.ttls)
+        if profiled:
+            assert prof is not None
+            genuine |= set(prof.ttls)
+        lo, hi = min(genuine), max(genuine)
+        spread = hi - lo
+        # with a profile: outside the genuine range widened by its spread; without: 2 hops
+        foreign = (ttl < lo - spread or ttl > hi + spread) if profiled else abs(ttl - own) >= TTL_TOLERANCE
+        ctx["ttl"] = {"event": ttl, "genuine": sorted(genuine), "spread": spread, "profiled": profiled,
+                      "foreign": foreign}
+        tells = ev.get("tells")
+        if isinstance(tells, list):
+            if foreign and "ttl_mismatch" not in tells:
+                tells.append("ttl_mismatch")
+            elif not foreign and "ttl_mismatch" in tells:
+                tells.remove("ttl_mismatch")
+
+    def _judge_host(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None) -> None:
+        """Did the host that completed this TCP handshake differ from the server's own?
+
+        A transparent proxy answers the SYN itself: its SYN-ACK carries its TTL and comes
+        back after its (shorter) round trip.  Compared with the server's other flows.
+        """
+        base = ev.get("baseline")
+        if prof is None or prof.flows < 1 or not prof.ttls or not isinstance(base, dict):
+            return
+        ttl, rtt = base.get("ttl"), ev.get("rtt_ms")
+        if not isinstance(ttl, int):
+            return
+        lo, hi = min(prof.ttls), max(prof.ttls)
+        spread = hi - lo
+        ttl_differs = (ttl < lo - spread or ttl > hi + spread) and (prof.flows >= MIN_PROFILE_FLOWS
+                                                                  or abs(ttl - lo) >= TTL_TOLERANCE)
+        nearer = (isinstance(rtt, (int, float)) and prof.rtt_min_ms is not None and prof.rtt_min_ms >= MIN_RTT_MS
+                  and rtt < NEARER_RTT_RATIO * prof.rtt_min_ms)
+        if ttl_differs or nearer:
+            ctx["host"] = {"differs": True, "synack_ttl": ttl, "server_ttls": sorted(prof.ttls),
+                           "rtt_ms": rtt, "server_rtt_min_ms": prof.rtt_min_ms, "nearer": bool(nearer),
+                           "ttl_differs": ttl_differs, "compared_flows": prof.flows}
+
+    def _judge_certificate(self, d: dict[str, Any], ev: dict[str, Any], ctx: dict[str, Any],
+                           prof: ServerProfile | None) -> None:
+        certs = d.get("certificates")
+        cert = ev.get("certificate")
+        name = d.get("sni")
+        out: dict[str, Any] = {}
+        verified = isinstance(cert, dict) and cert.get("chain_verified") is True
+        if isinstance(name, str) and name.lower() in self.trust_names:
+            out["vouched"] = True  # the user's --trust bundle holds a leaf for this name
+        if prof is not None and isinstance(name, str) and name.lower() in prof.trusted_names:
+            out["vouched"] = True  # this server presented a verified chain for the name before
+        if certs and isinstance(certs, list) and isinstance(certs[0], dict):
+            issuer = str(certs[0].get("issuer") or "")
+            out["issuer"] = issuer
+            if prof is not None and isinstance(name, str):
+                before = prof.leaves.get(f"{d.get('dst_port')}|{name.lower()}") or prof.leaves.get(f"*|{name.lower()}")
+                if before is not None and before[0] != issuer:
+                    out["conflict"] = {"issuer": before[0][:200], "verified": before[1], "flow": before[2]}
+            # (per server, so that -j workers, which own whole servers, judge alike; the
+            # run-wide view of each issuer is in findings())
+            domains = prof.issuers.get(issuer) if prof is not None else None
+            if domains is not None and not verified and not certs[0].get("self_signed"):
+                seen = domains | ({registrable(name)} if isinstance(name, str) else set())
+                out["issuer_domains"] = len(seen)
+                out["minting"] = len(seen) >= MINTING_DOMAINS
+        if out:
+            ctx["certificate"] = out
+
+    def _judge_quic(self, d: dict[str, Any], ev: dict[str, Any], ctx: dict[str, Any],
+                    prof: ServerProfile | None) -> None:
+        if prof is None:
+            return
+        port, ts, sni = d.get("dst_port"), d.get("ts"), d.get("sni")
+        blocked_at = prof.quic_blocked.get(port) if isinstance(port, int) else None
+        residual = (blocked_at is not None and isinstance(ts, (int, float))
+                    and 0 <= ts - blocked_at <= CONTEXT_QUIC_RESIDUAL_S)
+        other = sorted(n for n in prof.quic_answered if n != sni)[:8]
+        ctx["quic"] = {"answered_other_snis": other, "tcp_answered": prof.answered,
+                       "residual": residual,
+                       "since_blocked_s": round(ts - blocked_at, 3) if residual and isinstance(ts, float)
+                       and blocked_at is not None else None}
+
+    # -- attribution -------------------------------------------------------------
+
+    def refine(self, d: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The rules' verdict, with what the context adds: a confidence that reflects how
+        many flows a context-based verdict compared, evidence saying which, and the
+        provider of a matching injector (:meth:`attribute`)."""
+        if verdict is None:
+            return None
+        ev = d.get("evidence")
+        ctx = ev.get("context") if isinstance(ev, dict) else None
+        if isinstance(ctx, dict) and any("evidence.context" in e for e in verdict.get("evidence", ())):
+            verdict = dict(verdict)
+            flows = int(ctx.get("server_flows") or 0)
+            # one comparison is less sure than a consistent profile: 0.88 of the rule's
+            # confidence with the minimum profile, the full value from 7 flows on
+            scale = min(1.0, 0.82 + 0.02 * flows)
+            verdict["confidence"] = round(float(verdict["confidence"]) * scale, 3)
+            verdict["evidence"] = [*verdict.get("evidence", []), *self._compared(ctx)]
+        asn = ctx.get("server_asn") if isinstance(ctx, dict) else None
+        if isinstance(asn, dict):
+            verdict = dict(verdict)
+            verdict["evidence"] = [*verdict.get("evidence", []),
+                                   f"server {d.get('dst_ip')} in AS{asn.get('number')} ({asn.get('organization')})"]
+        return self.attribute(d, verdict)
+
+    @staticmethod
+    def _compared(ctx: Mapping[str, Any]) -> list[str]:
+        out = []
+        ttl = ctx.get("ttl")
+        if isinstance(ttl, dict) and ttl.get("foreign"):
+            out.append(f"TTL {ttl.get('event')} outside the server's genuine TTLs {ttl.get('genuine')} "
+                       f"(spread {ttl.get('spread')}) over {ctx.get('server_flows')} earlier flows")
+        host = ctx.get("host")
+        if isinstance(host, dict):
+            out.append(f"SYN-ACK TTL {host.get('synack_ttl')}, RTT {host.get('rtt_ms')} ms; the server's other "
+                       f"{host.get('compared_flows')} flows: TTLs {host.get('server_ttls')}, "
+                       f"shortest RTT {host.get('server_rtt_min_ms')} ms")
+        cert = ctx.get("certificate")
+        if isinstance(cert, dict) and isinstance(cert.get("conflict"), dict):
+            c = cert["conflict"]
+            out.append(f"the same name got a leaf from {str(c.get('issuer'))[:80]!r} "
+                       f"({'verified' if c.get('verified') else 'not verified'}) on flow {c.get('flow')}")
+        quic = ctx.get("quic")
+        if isinstance(quic, dict):
+            if quic.get("answered_other_snis"):
+                out.append(f"the server answered QUIC for {quic['answered_other_snis'][:3]} in this run")
+            if quic.get("residual"):
+                out.append(f"a QUIC connection to the same server and port was blackholed "
+                           f"{quic.get('since_blocked_s')} s before (residual blocking)")
+        if not out and ctx.get("server_answered"):
+            out.append(f"the server answered {ctx.get('server_answered')} other handshakes in this run")
+        return out
+
+    def attribute(self, d: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A verdict without a provider gets the provider of a matching injector anchored
+        on the same server (same TTL, DF and IP ID behaviour), with evidence naming the
+        anchoring flow.  Never by network owner alone."""
+        if verdict is None or verdict.get("provider") or verdict.get("pattern") not in _INJECTION_PATTERNS:
+            return verdict
+        prof = self._server(str(d.get("dst_ip")), create=False)
+        ev = d.get("evidence")
+        if prof is None or not prof.anchors or not isinstance(ev, dict):
+            return verdict
+        pkt = ev.get("outcome_packet")
+        if not isinstance(pkt, dict):
+            return verdict
+        tells = ev.get("tells") if isinstance(ev.get("tells"), list) else []
+        cls = _ip_id_class(pkt, tells)
+        for a in prof.anchors:
+            same_id = a.ip_id == cls or (a.ip_id.startswith("const:") and cls.startswith("const:"))
+            if a.ttl == pkt.get("ttl") and a.df == pkt.get("df") and same_id:
+                verdict = dict(verdict)
+                verdict["provider"] = a.provider
+                verdict["confidence"] = round(min(float(verdict["confidence"]), a.confidence) * 0.95, 3)
+                verdict["evidence"] = [*verdict.get("evidence", []),
+                                       f"same injector as the {a.pattern} of {a.provider} on flow {a.flow}: "
+                                       f"TTL {a.ttl}, DF {int(a.df)}, IP ID {a.ip_id}"]
+                ctx = ev.get("context")
+                if isinstance(ctx, dict):
+                    ctx["injector"] = {"provider": a.provider, "anchor_flow": a.flow, "ttl": a.ttl, "df": a.df,
+                                       "ip_id": a.ip_id}
+                return verdict
+        return verdict
+
+    # -- learning ----------------------------------------------------------------
+
+    def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
+        """Add a judged record to the profiles."""
+        ev = d.get("evidence")
+        ip = d.get("dst_ip")
+        if not isinstance(ev, dict) or not isinstance(ip, str):
+            return
+        prof = self._server(ip, create=True)
+        assert prof is not None
+        pattern = verdict.get("pattern") if verdict else None
+        if d.get("transport") == "quic":
+            self._learn_quic(d, prof, pattern)
+            return
+        ctx = ev.get("context") if isinstance(ev.get("context"), dict) else {}
+        substituted = pattern == "certificate_substitution" or bool((ctx or {}).get("host"))
+        prof.flows += 1
+        base = ev.get("baseline")
+        if not substituted and isinstance(base, dict) and isinstance(base.get("ttl"), int):
+            _bump(prof.ttls, base["ttl"], CONTEXT_MAX_TTLS)
+            rtt = ev.get("rtt_ms")
+            if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" and (
+                    prof.rtt_min_ms is None or rtt < prof.rtt_min_ms):
+                prof.rtt_min_ms = float(rtt)
+        if d.get("outcome") == "server_hello" and not substituted:
+            prof.answered += 1
+            for p in ev.get("server_packets") or ():
+                if isinstance(p, dict) and isinstance(p.get("ttl"), int) and p.get("payload_len"):
+                    _bump(prof.ttls, p["ttl"], CONTEXT_MAX_TTLS)
+                    break  # the packet carrying the ServerHello
+        self._learn_certificate(d, ev, prof, substituted)
+        if verdict and verdict.get("provider") and pattern in _INJECTION_PATTERNS:
+            pkt = ev.get("outcome_packet")
+            if isinstance(pkt, dict) and isinstance(pkt.get("ttl"), int) and len(prof.anchors) < CONTEXT_MAX_ANCHORS:
+                tells = ev.get("tells") if isinstance(ev.get("tells"), list) else []
+                anchor = Anchor(str(verdict["provider"]), pkt["ttl"], bool(pkt.get("df")), _ip_id_class(pkt, tells),
+                                _flow_text(d), str(pattern), float(verdict.get("confidence") or 0.0))
+                if not any((a.provider, a.ttl, a.df, a.ip_id) == (anchor.provider, anchor.ttl, anchor.df, anchor.ip_id)
+                           for a in prof.anchors):
+                    prof.anchors.append(anchor)
+
+    def _learn_certificate(self, d: Mapping[str, Any], ev: Mapping[str, Any], prof: ServerProfile,
+                           substituted: bool) -> None:
+        certs = d.get("certificates")
+        name = d.get("sni")
+        if not certs or not isinstance(certs, list) or not isinstance(certs[0], dict) or not isinstance(name, str):
+            return
+        issuer = str(certs[0].get("issuer") or "")
+        cert = ev.get("certificate")
+        verified = isinstance(cert, dict) and cert.get("chain_verified") is True
+        lname = name.lower()
+        if verified and len(prof.trusted_names) < CONTEXT_MAX_NAMES:
+            prof.trusted_names.add(lname)
+        if not substituted:
+            for key in (f"{d.get('dst_port')}|{lname}", f"*|{lname}"):
+                known = key in prof.leaves
+                if (not known and len(prof.leaves) < CONTEXT_MAX_NAMES) or (known and verified):
+                    prof.leaves[key] = (issuer, verified, _flow_text(d))
+        if verified or certs[0].get("self_signed"):
+            return
+        domains = prof.issuers.get(issuer)
+        if domains is None and len(prof.issuers) < CONTEXT_MAX_ANCHORS:
+            domains = prof.issuers[issuer] = set()
+        if domains is not None and len(domains) < CONTEXT_MAX_NAMES:
+            domains.add(registrable(lname))
+        iss = self.issuers.get(issuer)
+        if iss is None:
+            if len(self.issuers) >= CONTEXT_MAX_ISSUERS:
+                self.issuers.popitem(last=False)
+            iss = self.issuers[issuer] = IssuerProfile()
+        else:
+            self.issuers.move_to_end(issuer)
+        iss.flows += 1
+        for bucket, value in ((iss.names, lname), (iss.domains, registrable(lname)),
+                              (iss.servers, str(d.get("dst_ip")))):
+            if len(bucket) < CONTEXT_MAX_NAMES:
+                bucket.add(value)
+
+    def _learn_quic(self, d: Mapping[str, Any], prof: ServerProfile, pattern: str | None) -> None:
+        prof.flows += 1
+        sni, port, ts = d.get("sni"), d.get("dst_port"), d.get("ts")
+        if d.get("outcome") == "server_hello" and isinstance(sni, str) and len(prof.quic_answered) < CONTEXT_MAX_NAMES:
+            prof.quic_answered.add(sni)
+        if pattern == "blackhole" and isinstance(port, int) and isinstance(ts, (int, float)) and (
+                port in prof.quic_blocked or len(prof.quic_blocked) < CONTEXT_MAX_NAMES):
+            prof.quic_blocked[port] = float(ts)
+
+    # -- the whole run -------------------------------------------------------------
+
+    def findings(self) -> list[dict[str, Any]]:
+        """What only the run as a whole shows, for the summary (bounded: one entry per
+        minting issuer and per anchored injector)."""
+        out: list[dict[str, Any]] = []
+        for issuer, iss in self.issuers.items():
+            if len(iss.domains) >= MINTING_DOMAINS:
+                out.append({
+                    "kind": "minting_issuer", "issuer": issuer[:200], "names": len(iss.names),
+                    "domains": len(iss.domains), "servers": len(iss.servers), "flows": iss.flows,
+                    "text": f"issuer {issuer[:80]!r} (not publicly trusted) presented leaves for {len(iss.names)} "
+                            f"names in {len(iss.domains)} domains on {len(iss.servers)} servers",
+                })
+        for ip, prof in self.servers.items():
+            for a in prof.anchors:
+                out.append({"kind": "injector", "server": ip, "provider": a.provider, "ttl": a.ttl, "df": a.df,
+                            "ip_id": a.ip_id, "anchor_flow": a.flow,
+                            "text": f"{a.provider} injector in front of {ip}: TTL {a.ttl}, DF {int(a.df)}, "
+                                    f"IP ID {a.ip_id} (anchored by {a.flow})"})
+        return out
