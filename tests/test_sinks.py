@@ -192,13 +192,17 @@ def test_unknown_format() -> None:
 # -- CSV -----------------------------------------------------------------------------
 
 
-def _csv_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _csv_text(records: list[dict[str, Any]]) -> str:
     buf = io.StringIO(newline="")
     sink = CsvSink(buf)
     for r in records:
         sink.write(r)
     sink.close()
-    return list(csv.DictReader(io.StringIO(buf.getvalue(), newline="")))
+    return buf.getvalue()
+
+
+def _csv_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(_csv_text(records), newline="")))
 
 
 def test_csv_columns_and_flattening() -> None:
@@ -228,6 +232,45 @@ def test_csv_neutralises_formulas_and_controls() -> None:
 
 def test_csv_header_even_without_records() -> None:
     assert _csv_rows([]) == []
+
+
+#: The CSV columns of earlier releases, in order: users' scripts index them by position.
+CSV_V1_COLUMNS = (
+    "ts", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "non_standard_port", "sni", "alpn",
+    "tls_version", "ja3", "ja4", "ja4_r", "ja3s", "ja4s", "server_version", "server_cipher", "server_alpn",
+    "cert_subject", "client_hello_segments", "anomalies", "capture",
+)
+VERDICT = {"pattern": "rst_injection", "confidence": 0.8, "provider": "alibaba_cloud",
+           "rule_ids": ["aliyun-icp-sni-rst", "rst-forged"], "evidence": ["outcome == 'rst'"]}
+
+
+def test_csv_old_columns_keep_their_positions() -> None:
+    header = next(csv.reader(io.StringIO(_csv_text([hostile_record()]))))
+    assert tuple(header[: len(CSV_V1_COLUMNS)]) == CSV_V1_COLUMNS
+    assert header[len(CSV_V1_COLUMNS):] == ["outcome", "pattern", "provider", "confidence", "rule_ids"]
+
+
+def test_csv_outcome_and_verdict_columns() -> None:
+    rows = _csv_rows([hostile_record(outcome="rst", interception=VERDICT),
+                      hostile_record(outcome="server_hello", interception=None), hostile_record()])
+    assert rows[0]["outcome"] == "rst"
+    assert rows[0]["pattern"] == "rst_injection" and rows[0]["provider"] == "alibaba_cloud"
+    assert float(rows[0]["confidence"]) == 0.8
+    assert rows[0]["rule_ids"] == "aliyun-icp-sni-rst;rst-forged"
+    assert rows[1]["outcome"] == "server_hello"
+    for row in rows[1:]:
+        assert [row[k] for k in ("pattern", "provider", "confidence", "rule_ids")] == ["", "", "", ""]
+    assert rows[2]["outcome"] == ""
+
+
+def test_csv_verdict_columns_neutralised() -> None:
+    # a user rule id may start with '-', a user pattern is any [a-z_]+ name: still no formulas
+    hostile = {"pattern": "=cmd", "confidence": 1, "provider": "@x", "rule_ids": ["-2+3", "ok"]}
+    [row] = _csv_rows([hostile_record(outcome="+" + ESC, interception=hostile)])
+    assert row["outcome"] == "'+\\x1b[31m"
+    assert row["pattern"] == "'=cmd" and row["provider"] == "'@x"
+    assert row["rule_ids"] == "'-2+3;ok"
+    assert row["confidence"] == "1"
 
 
 # -- table ---------------------------------------------------------------------------
