@@ -276,6 +276,93 @@ def test_bad_file_among_good_ones_keeps_going(tmp_path: Path) -> None:
     assert "Traceback" not in p.stderr
 
 
+# -- a directory of captures ----------------------------------------------------------
+
+PCAPS = ROOT / "pcaps"
+
+
+def capture_tree(root: Path) -> dict[str, Path]:
+    """Captures from pcaps/ in nested folders, plus files that are not captures and a
+    capture too damaged to read.  Returns them by role."""
+    (root / "lab" / "edge").mkdir(parents=True)
+    (root / "empty").mkdir()
+    files = {
+        "demo": root / "demo.pcap",
+        "rst": root / "lab" / "rst-injection.pcap",
+        "vlan": root / "lab" / "edge" / "vlan-qinq.pcap",
+        "nano_gz": root / "lab" / "edge" / "nano.bin",  # gzip'd pcap: found by content, not name
+        "ng": root / "lab" / "multi",  # pcapng, no extension
+        "cut": root / "lab" / "edge" / "cut.pcap",  # truncated mid-packet: readable, an anomaly
+        "garbage": root / "lab" / "garbage.pcap",  # pcap magic, then nothing: unreadable
+        "junk": root / "notes.pcap",  # named like a capture, is not one
+        "text": root / "lab" / "README.txt",
+    }
+    files["demo"].write_bytes((PCAPS / "demo.pcap").read_bytes())
+    files["rst"].write_bytes((PCAPS / "interception" / "rst-injection.pcap").read_bytes())
+    files["vlan"].write_bytes((PCAPS / "edge" / "vlan-qinq.pcap").read_bytes())
+    files["nano_gz"].write_bytes(gzip.compress((PCAPS / "edge" / "nanosecond.pcap").read_bytes()))
+    files["ng"].write_bytes((PCAPS / "edge" / "multi-interface.pcapng").read_bytes())
+    whole = (PCAPS / "edge" / "any-sll.pcap").read_bytes()
+    files["cut"].write_bytes(whole[: len(whole) - 5])
+    files["garbage"].write_bytes(whole[:10])
+    files["junk"].write_text("not a capture\n")
+    files["text"].write_text("captures of the lab\n")
+    return files
+
+
+def test_expand_finds_captures_by_content_sorted(tmp_path: Path) -> None:
+    from tlsprobe.capture.tree import expand
+
+    files = capture_tree(tmp_path / "d")
+    os.mkfifo(tmp_path / "d" / "lab" / "fifo")  # never opened (it would block)
+    found = expand([str(tmp_path / "d"), "-", str(tmp_path / "x.pcap")])
+    want = sorted((files[k] for k in ("demo", "rst", "vlan", "nano_gz", "ng", "cut", "garbage")),
+                  key=lambda p: p.parts)
+    assert found.paths == [*map(str, want), "-", str(tmp_path / "x.pcap")]
+    assert found.skipped == {str(tmp_path / "d"): 3}  # notes.pcap, README.txt, the FIFO
+    assert found.problems == []
+
+
+def test_analyze_directory(tmp_path: Path) -> None:
+    files = capture_tree(tmp_path / "d")
+    summ = tmp_path / "s.json"
+    p = tlsprobe("analyze", "-f", "jsonl", str(tmp_path / "d"), "--summary-json", str(summ))
+    assert p.returncode == 2  # one capture was unreadable, as for a single file
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("tlsprobe: error:")]
+    assert errors == [f"tlsprobe: error: {files['garbage']}: pcap file header truncated (10 bytes)"]
+    assert f"tlsprobe: {tmp_path / 'd'}: skipped 2 files that are not a capture" in p.stderr
+    assert "Traceback" not in p.stderr
+    records = jsonl(p.stdout)
+    readable = ("demo", "rst", "vlan", "nano_gz", "ng", "cut")
+    for key in readable:  # each capture gives what it gives alone
+        alone = jsonl(tlsprobe("analyze", "-f", "jsonl", str(files[key])).stdout)
+        assert alone, key
+        assert sorted(r["ja4"] for r in records if r["capture"] == str(files[key])) == sorted(
+            r["ja4"] for r in alone), key
+    assert {r["capture"] for r in records} == {str(files[k]) for k in readable}
+    summary = json.loads(summ.read_text())
+    assert summary["files"] == len(readable) and len(summary["errors"]) == 1
+    assert summary["anomalies"].get("capture.truncated") == 1
+
+
+def test_analyze_directory_all_readable_exits_0(tmp_path: Path) -> None:
+    files = capture_tree(tmp_path / "d")
+    files["garbage"].unlink()
+    r = invoke("analyze", "-q", "-f", "jsonl", str(tmp_path / "d" / "lab"), str(files["demo"]))
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""
+    assert {x["capture"] for x in jsonl(r.stdout)} == {str(files[k]) for k in ("rst", "vlan", "nano_gz", "ng",
+                                                                              "cut", "demo")}
+
+
+def test_analyze_directory_without_captures(tmp_path: Path) -> None:
+    files = capture_tree(tmp_path / "d")
+    p = tlsprobe("analyze", "-q", str(tmp_path / "d" / "empty"), str(files["demo"]))
+    assert p.returncode == 2
+    assert_one_error_line(p.stderr, "empty: no pcap, pcapng or gzip'd capture in this directory")
+    assert jsonl(p.stdout)
+
+
 def test_unwritable_output_one_line(tmp_path: Path) -> None:
     p = tlsprobe("analyze", "-o", str(tmp_path / "no" / "such" / "dir.jsonl"), str(tmp_path))
     assert p.returncode == 2

@@ -460,6 +460,28 @@ def test_truncated_capture_and_a_missing_one(tmp_path: Path) -> None:
     assert "unreadable input: " in md and "missing.pcap" in md
 
 
+def test_directory_of_captures(tmp_path: Path) -> None:
+    d = tmp_path / "captures"
+    (d / "a" / "b").mkdir(parents=True)
+    (d / "a" / "demo.pcap").write_bytes((PCAPS / "demo.pcap").read_bytes())
+    (d / "a" / "b" / "rst").write_bytes(gzip.compress(INTERCEPTION[-1].read_bytes()))  # by content
+    (d / "a" / "b" / "garbage.pcap").write_bytes((PCAPS / "demo.pcap").read_bytes()[:10])
+    (d / "notes.txt").write_text("not a capture\n")
+    out = tmp_path / "report"
+    r = run_cli("report", str(d), "-o", str(out))
+    assert r.returncode == 2, r.stderr  # an unreadable capture, as when named alone
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("tlsprobe: error:")]
+    assert len(errors) == 1 and "garbage.pcap: pcap file header truncated" in errors[0], r.stderr
+    assert "skipped 1 file that is not a capture" in r.stderr and "Traceback" not in r.stderr
+    md = (out / "report.md").read_text()
+    assert "| Inputs | 2 capture files analysed |" in md
+    assert "unreadable input: garbage.pcap" in md
+    named = tmp_path / "named"
+    assert run_cli("report", str(PCAPS / "demo.pcap"), str(INTERCEPTION[-1]), "-o", str(named)).returncode == 0
+    handshakes = re.compile(r"^\| TLS handshakes \| .*$", re.M)
+    assert handshakes.findall(md) and handshakes.findall(md) == handshakes.findall((named / "report.md").read_text())
+
+
 def test_malformed_jsonl_lines_are_counted(tmp_path: Path) -> None:
     good = invoke("analyze", "--format", "jsonl", str(PCAPS / "demo.pcap")).stdout.splitlines()
     mixed = [good[0], "{not json", good[1], "[1, 2]", '{"kind": "tls"}', "", *good[2:]]

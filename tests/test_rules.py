@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from tlsprobe.detect import (
     RuleSet,
     builtin_pack_files,
     compile_condition,
+    conditions,
     load_pack,
     load_packs,
     load_rules,
@@ -28,7 +32,8 @@ from tlsprobe.detect import (
 from tlsprobe.detect import rules as rules_module
 from tlsprobe.detect.conditions import MAX_SHOWN, show
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "tlsprobe" / "rules" / "examples.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "tlsprobe" / "rules" / "examples.yaml"
 TS_2025 = 1_750_000_000.0  # 2025-06-15
 TTL_DELTA = "evidence.outcome_packet.ttl_delta"
 
@@ -367,18 +372,90 @@ def test_bad_regex_with_line(tmp_path: Path) -> None:
     assert problems[0].startswith(f"{tmp_path}/bad.yaml:8: regex: bad regex '(unclosed': missing )")
 
 
+HOSTILE_REGEX_CHILD = """
+import json, sys, time
+from tlsprobe.detect import load_rules
+rules = load_rules([sys.argv[1]], builtin=False)
+record = {"ts": 1.0, "outcome": "rst", "sni": "a" * 60_000 + sys.argv[2]}
+started = time.perf_counter()
+verdict = rules.evaluate(record)
+print(json.dumps([time.perf_counter() - started, verdict is not None]))
+"""
+
+
+@pytest.mark.parametrize(("regex", "tail", "matches"), [
+    ("(a|a)+$", "!", False), ("(a|aa)*b", "", False), ("(a+)+$", "!", False), ("^(x*y?)*z", "", False),
+    ("(?:[a-z]{1,9}\\.)*com$", "", False), ("(a|aa)*b", "b", True),
+])
+def test_hostile_sni_against_a_backtracking_regex_takes_linear_time(tmp_path: Path, regex: str, tail: str,
+                                                                     matches: bool) -> None:
+    """A rule's regex runs on attacker strings (SNI, headers): with RE2 no pattern lets a
+    crafted 60 KB SNI stall the sensor.  (In a child process: a backtracking engine would
+    not return at all, and must fail the test rather than hang it.)"""
+    path = tmp_path / "hostile.yaml"
+    path.write_text(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        child = subprocess.run([sys.executable, "-c", HOSTILE_REGEX_CHILD, str(path), tail], capture_output=True,
+                               text=True, env=env, timeout=60, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{regex!r} on a 60 KB SNI did not finish within 60 s")
+    seconds, matched = json.loads(child.stdout)
+    assert seconds < 2.0
+    assert matched is matches
+
+
+@pytest.mark.parametrize(("regex", "why"), [
+    ("(a+)\\1", "invalid escape sequence"), ("(?P<x>a)(?P=x)", "invalid"), ("foo(?=bar)", "invalid perl operator"),
+    ("(?<!x)y", "invalid perl operator"),
+])
+def test_regex_re2_cannot_run_is_refused_with_line(tmp_path: Path, regex: str, why: str) -> None:
+    """Backreferences and lookaround cannot run in linear time: refused at load."""
+    problems = problems_of(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")), tmp_path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path}/bad.yaml:8: regex: bad regex ")
+    assert why in problems[0] and "RE2 syntax" in problems[0]
+
+
+def test_rules_check_refuses_a_backreference_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(pack_text(rule_yaml("r", "{field: sni, regex: '(a)\\1'}")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "tlsprobe", "rules", "check", str(path)], capture_output=True,
+                       text=True, env=env, timeout=60, check=False)
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [f"{path}:8: regex: bad regex '(a)\\\\1': invalid escape sequence: \\1 (rule "
+                                     "regexes use RE2 syntax, which runs in linear time: no backreferences or "
+                                     "lookaround, \\z for \\Z, repetition counts up to 1000)"]
+
+
+def test_regex_engine_is_re2() -> None:
+    assert conditions.REGEX_ENGINE == "re2"
+
+
+def test_regex_on_undecodable_wire_bytes() -> None:
+    assert holds({"field": "sni", "regex": "^x.y$"}, {"sni": "x\udcffy"})
+    assert holds({"field": "sni", "regex": "\\.com$"}, {"sni": "\ud800.com"})
+    assert not holds({"field": "sni", "regex": "^x$"}, {"sni": "x\udcff"})
+
+
 @pytest.mark.parametrize("regex", ["(a+)+$", "^(x*y?)*z", "(?:[a-z]{1,9}\\.)*com$"])
-def test_regex_that_backtracks_exponentially_is_refused_with_line(tmp_path: Path, regex: str) -> None:
-    """A rule's regex runs on attacker strings (SNI, headers): nested repetition would let
-    one crafted packet stall the sensor, so the pack is refused at load."""
+def test_without_re2_nested_repetition_is_refused_with_line(tmp_path: Path, regex: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where google-re2 cannot be imported, Python re runs rule regexes, and the shape of
+    exponential backtracking is refused at load."""
+    monkeypatch.setattr(conditions, "_re2", None)
     problems = problems_of(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")), tmp_path)
     assert len(problems) == 1
     assert problems[0].startswith(f"{tmp_path}/bad.yaml:8: regex: regex ")
     assert "exponential time" in problems[0]
 
 
+@pytest.mark.parametrize("use_re2", [True, False])
 @pytest.mark.parametrize("regex", ["^(a|b)+c$", "\\.aliyun\\.com$", "(ab){2,5}x", "[a-z0-9-]+\\.(com|net)$"])
-def test_linear_regexes_load(tmp_path: Path, regex: str) -> None:
+def test_linear_regexes_load(tmp_path: Path, regex: str, use_re2: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not use_re2:
+        monkeypatch.setattr(conditions, "_re2", None)
     path = tmp_path / "ok.yaml"
     path.write_text(pack_text(rule_yaml("r", f"{{field: sni, regex: '{regex}'}}")))
     (pack,) = load_packs([path], builtin=False)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
+from tlsprobe import iter_records
 from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.pipeline import Analyzer, Stats
 from tlsprobe.sinks import FORMATS, make_sink
@@ -31,6 +33,7 @@ from tlsprobe.text import (
     terminal_safe,
 )
 
+PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / (
     "arkime/tls-split-client-hello.pcap"
 )
@@ -192,13 +195,17 @@ def test_unknown_format() -> None:
 # -- CSV -----------------------------------------------------------------------------
 
 
-def _csv_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _csv_text(records: list[dict[str, Any]]) -> str:
     buf = io.StringIO(newline="")
     sink = CsvSink(buf)
     for r in records:
         sink.write(r)
     sink.close()
-    return list(csv.DictReader(io.StringIO(buf.getvalue(), newline="")))
+    return buf.getvalue()
+
+
+def _csv_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(_csv_text(records), newline="")))
 
 
 def test_csv_columns_and_flattening() -> None:
@@ -230,6 +237,45 @@ def test_csv_header_even_without_records() -> None:
     assert _csv_rows([]) == []
 
 
+#: The CSV columns of earlier releases, in order: users' scripts index them by position.
+CSV_V1_COLUMNS = (
+    "ts", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "non_standard_port", "sni", "alpn",
+    "tls_version", "ja3", "ja4", "ja4_r", "ja3s", "ja4s", "server_version", "server_cipher", "server_alpn",
+    "cert_subject", "client_hello_segments", "anomalies", "capture",
+)
+VERDICT = {"pattern": "rst_injection", "confidence": 0.8, "provider": "alibaba_cloud",
+           "rule_ids": ["aliyun-icp-sni-rst", "rst-forged"], "evidence": ["outcome == 'rst'"]}
+
+
+def test_csv_old_columns_keep_their_positions() -> None:
+    header = next(csv.reader(io.StringIO(_csv_text([hostile_record()]))))
+    assert tuple(header[: len(CSV_V1_COLUMNS)]) == CSV_V1_COLUMNS
+    assert header[len(CSV_V1_COLUMNS):] == ["outcome", "pattern", "provider", "confidence", "rule_ids"]
+
+
+def test_csv_outcome_and_verdict_columns() -> None:
+    rows = _csv_rows([hostile_record(outcome="rst", interception=VERDICT),
+                      hostile_record(outcome="server_hello", interception=None), hostile_record()])
+    assert rows[0]["outcome"] == "rst"
+    assert rows[0]["pattern"] == "rst_injection" and rows[0]["provider"] == "alibaba_cloud"
+    assert float(rows[0]["confidence"]) == 0.8
+    assert rows[0]["rule_ids"] == "aliyun-icp-sni-rst;rst-forged"
+    assert rows[1]["outcome"] == "server_hello"
+    for row in rows[1:]:
+        assert [row[k] for k in ("pattern", "provider", "confidence", "rule_ids")] == ["", "", "", ""]
+    assert rows[2]["outcome"] == ""
+
+
+def test_csv_verdict_columns_neutralised() -> None:
+    # a user rule id may start with '-', a user pattern is any [a-z_]+ name: still no formulas
+    hostile = {"pattern": "=cmd", "confidence": 1, "provider": "@x", "rule_ids": ["-2+3", "ok"]}
+    [row] = _csv_rows([hostile_record(outcome="+" + ESC, interception=hostile)])
+    assert row["outcome"] == "'+\\x1b[31m"
+    assert row["pattern"] == "'=cmd" and row["provider"] == "'@x"
+    assert row["rule_ids"] == "'-2+3;ok"
+    assert row["confidence"] == "1"
+
+
 # -- table ---------------------------------------------------------------------------
 
 _SGR = re.compile("\x1b\\[[0-9;]*m")
@@ -253,20 +299,51 @@ def test_table_plain_has_no_control_chars() -> None:
     assert "SNI" in lines[0] and "JA4" in lines[0]
 
 
-@pytest.mark.parametrize("width", [60, 80, 100, 120, 160, 240])
+@pytest.mark.parametrize("width", [36, 50, 60, 70, 80, 100, 120, 160, 240])
 def test_table_layout_fits(width: int) -> None:
     cols = layout(width)
     assert sum(c.width for c in cols) + 2 * (len(cols) - 1) <= width
-    keys = [c.key for c in cols]
-    assert {"server", "sni", "ja4", "anom"} <= set(keys)
+    widths = {c.key: c.width for c in cols}
+    assert widths["ja4"] == 36  # never cut: every other column gives way first
+    if width >= 60:
+        assert "server" in widths
+    if width >= 70:
+        assert "sni" in widths
+    if width >= 80:
+        assert "verdict" in widths
+    if width >= 100:
+        assert "anom" in widths
+
+
+def test_table_layout_narrower_than_the_ja4() -> None:
+    assert [(c.key, c.width) for c in layout(30)] == [("ja4", 30)]
+
+
+@pytest.fixture(scope="module")
+def lab_records() -> list[dict[str, Any]]:
+    path = PCAPS / "interception" / "rst-injection.pcap"
+    return [r.to_dict() for r in iter_records([str(path)])]
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_table_shows_the_whole_ja4(width: int, lab_records: list[dict[str, Any]]) -> None:
+    records = [*lab_records, hostile_record(sni="x" * 300, interception={"pattern": "rst_injection",
+                                                                          "provider": "alibaba_cloud"})]
+    assert any(r.get("interception") for r in records)
+    con = Console(file=io.StringIO(), force_terminal=True, width=width, color_system="standard")
+    out = _table(records, console=con)
+    rows = [_SGR.sub("", line) for line in out.splitlines()[2:]]
+    assert len(rows) == len(records)
+    for rec, row in zip(records, rows, strict=True):
+        assert len(rec["ja4"]) == 36
+        assert rec["ja4"] in row, (width, row)
+        assert cell_len(row) <= width
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
 def test_table_rows_fit_the_terminal(width: int) -> None:
     con = Console(file=io.StringIO(), force_terminal=True, width=width, color_system="standard")
     out = _table([hostile_record(), hostile_record(sni="x" * 300)], console=con)
-    from rich.cells import cell_len
-
     for line in out.splitlines():
         plain = _SGR.sub("", line)
         assert cell_len(plain) <= width, plain

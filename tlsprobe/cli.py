@@ -4,7 +4,8 @@ A thin layer: it parses options, picks a sink, and maps outcomes to exit codes. 
 goes to stdout (or ``-o``), diagnostics to stderr.
 
 Exit codes: 0 success; 1 internal error; 2 usage error, an unreadable capture (the
-other captures are still analysed) or a live capture that cannot start; 3 a live
+other captures are still analysed), a directory without a capture, or a live capture
+that cannot start; 3 a live
 capture ended because an interface went down; 130 interrupted (``analyze``; a live
 capture stops cleanly on Ctrl-C with 0).  A closed stdout (``| head``)
 ends the run quietly with 0.  No traceback is ever printed unless ``TLSPROBE_DEBUG``
@@ -26,6 +27,7 @@ from rich.console import Console
 
 from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
+from tlsprobe.capture.tree import Expansion, expand
 from tlsprobe.detect import Problem, RuleError, RuleSet, collect_packs
 from tlsprobe.errors import CaptureError
 from tlsprobe.pipeline import Stats
@@ -94,7 +96,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE|DIR...")
 @click.option("-f", "-F", "--format", "fmt", type=click.Choice(FORMATS),
               help="Output format [default: table on a terminal, else jsonl] (-F as in 'sniff').")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
@@ -117,7 +119,9 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
             only_intercepted: bool, http: bool, rules_paths: tuple[str, ...]) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
-    The run summary (packets, flows, handshakes, anomalies) goes to stderr.
+    A DIR stands for every capture below it, in path order (found by content, not by
+    name; other files are skipped).  The run summary (packets, flows, handshakes,
+    anomalies) goes to stderr.
     """
     try:
         _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
@@ -134,6 +138,7 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     with _output(output) as out:
+        found = _expand(captures, quiet)  # after opening the output: that failing says it all
         to_terminal = out.isatty()
         sink: Sink = make_sink(fmt or ("table" if to_terminal else "jsonl"), out,
                                flush=line_buffered or to_terminal)
@@ -152,9 +157,10 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
                 _error(message)
 
         with progress if progress is not None else contextlib.nullcontext():
-            result = run(captures, sink, progress=progress, on_error=report, jobs=jobs,
+            result = run(found.paths, sink, progress=progress, on_error=report, jobs=jobs,
                          rules_paths=rules_paths, http=http)
         sink.close()
+    result.errors[:0] = found.errors
     summary = result.summary()
     # Nothing was readable: the error lines say it all.
     if not quiet and (result.stats.files or not result.errors):
@@ -167,6 +173,18 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
             raise Failure(f"cannot write {summary_json}: {exc.strerror or exc}") from None
     if result.errors:
         raise SystemExit(EXIT_INPUT)
+
+
+def _expand(inputs: tuple[str, ...], quiet: bool) -> Expansion:
+    """Directories among ``inputs`` replaced by their captures; an error line per problem."""
+    found = expand(inputs)
+    for message in found.errors:
+        _error(message)
+    if not quiet:
+        for directory, n in found.skipped.items():
+            click.echo(terminal_safe(f"tlsprobe: {directory}: skipped {n} file{'' if n == 1 else 's'} that "
+                                     f"{'is' if n == 1 else 'are'} not a capture", 1000), err=True)
+    return found
 
 
 LINK_NAMES = {1: "Ethernet", 101: "raw IP", 147: "unknown link type"}
@@ -355,7 +373,7 @@ def rules_check(files: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE|RESULTS.jsonl...")
+@click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE|DIR|RESULTS.jsonl...")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for report.md, its SVG charts and report.html (created if missing).")
 @click.option("--title", default="TLS handshakes and interception: tlsprobe report", show_default=True,
@@ -379,7 +397,8 @@ def report(inputs: tuple[str, ...], out_dir: str, title: str, top: int, redact: 
     """Write a fingerprint and interception report (Markdown with SVG charts, and one HTML file).
 
     INPUTS are captures (pcap/pcapng, gzip'd or not), JSON Lines written by 'analyze',
-    and --summary-json files, in any mix: everything is merged into one report.
+    and --summary-json files, in any mix: everything is merged into one report.  A DIR
+    stands for every capture below it (JSON Lines and summaries are read only when named).
     """
     from tlsprobe.report import Options, make_report
     from tlsprobe.report.redact import Redactor

@@ -22,6 +22,7 @@ Adding a predicate is one entry in :data:`OPERATORS`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import enum
@@ -30,6 +31,20 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    import re2 as _re2
+except ImportError:  # pragma: no cover - google-re2 has no wheel for this platform
+    _re2 = None
+
+#: The engine of ``regex`` conditions: ``re2`` (google-re2: linear time on any input), or
+#: ``re`` where google-re2 cannot be imported (then nested repetitions are refused).
+REGEX_ENGINE = "re" if _re2 is None else "re2"
+_RE2_OPTIONS: Any = None
+if _re2 is not None:
+    _RE2_OPTIONS = _re2.Options()
+    _RE2_OPTIONS.log_errors = False  # a bad pattern is one FILE:LINE problem, not a log line too
+    _RE2_OPTIONS.never_capture = True  # only "does it match" is asked
 
 #: Deepest nesting of conditions (all/any/not/quantifiers) a rule may use.
 MAX_DEPTH = 32
@@ -477,8 +492,39 @@ def _range(arg: Any, c: Compiler) -> tuple[float | int, float | int]:
     return low, high
 
 
-def _regex(arg: Any, c: Compiler) -> re.Pattern[str]:
+Search = Callable[[str], bool]
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _regex(arg: Any, c: Compiler) -> Search:
+    """A rule regex compiled for searching: RE2 (linear time in the input, whatever the
+    pattern), or Python ``re`` minus nested repetitions where google-re2 is missing."""
     text = _string(arg, c)
+    if _re2 is None:
+        return _python_regex(text, arg)
+    try:
+        compiled = _re2.compile(text, _RE2_OPTIONS)
+    except _re2.error as exc:
+        why = exc.args[0] if exc.args else exc
+        why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+        hint = ""
+        with contextlib.suppress(re.error, RecursionError, OverflowError):
+            re.compile(text)
+            hint = (" (rule regexes use RE2 syntax, which runs in linear time: no backreferences or lookaround, "
+                    "\\z for \\Z, repetition counts up to 1000)")
+        raise Invalid(f"bad regex {show(arg)}: {why}{hint}") from None
+    search = compiled.search
+
+    def found(v: str) -> bool:
+        try:
+            return search(v) is not None
+        except UnicodeEncodeError:  # lone surrogates (undecodable wire bytes): RE2 reads UTF-8
+            return search(_SURROGATES.sub("\ufffd", v)) is not None
+
+    return found
+
+
+def _python_regex(text: str, arg: Any) -> Search:
     try:
         compiled = re.compile(text)
     except re.error as exc:
@@ -488,7 +534,8 @@ def _regex(arg: Any, c: Compiler) -> re.Pattern[str]:
         # must not let the wire stall the sensor
         raise Invalid(f"regex {show(arg)} repeats a repetition (like (a+)+): it can take exponential time on "
                       "crafted input; rewrite it without the nested quantifier")
-    return compiled
+    search = compiled.search
+    return lambda v: search(v) is not None
 
 
 def _sre_parse(text: str) -> Any:
@@ -646,8 +693,7 @@ OPERATORS: dict[str, Operator] = {
         lambda p, a: f"{p} contains {show(a)} (any case)", lambda p, v, a: f"{p} contains {show(a)} (any case)")),
     "startswith": _entry(_string, lambda s: lambda v: isinstance(v, str) and v.startswith(s), _implied("starts with")),
     "endswith": _entry(_string, lambda s: lambda v: isinstance(v, str) and v.endswith(s), _implied("ends with")),
-    "regex": _entry(_regex, lambda r: lambda v: isinstance(v, str) and r.search(v) is not None,
-                    _op("matches regex")),
+    "regex": _entry(_regex, lambda found: lambda v: isinstance(v, str) and found(v), _op("matches regex")),
     "exists": _entry(_flag, lambda f: lambda v: (v is not MISSING) is f, _EXISTS_TEXTS, sees_missing=True),
     "is_null": _entry(_flag, lambda f: lambda v: (v is MISSING or v is None) is f, _NULL_TEXTS, sees_missing=True),
     "count_ge": _entry(_count, lambda n: lambda v: isinstance(v, (list, tuple)) and len(v) >= n, _count_texts(">=")),

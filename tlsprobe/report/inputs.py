@@ -1,6 +1,7 @@
 """The report's inputs: captures, JSON Lines from ``analyze``/``sniff``, summary JSON files.
 
-Each path is classified by its first bytes (gzip'd or not): a pcap/pcapng magic is a
+A directory stands for the captures below it (:mod:`tlsprobe.capture.tree`).  Each
+path is classified by its first bytes (gzip'd or not): a pcap/pcapng magic is a
 capture, a summary (one pretty-printed object with ``packets``) is a ``--summary-json``
 file, anything else is read as JSON Lines.  Captures are analysed together by
 :func:`tlsprobe.sinks.run.run`; JSON Lines are read line by line, and a line that is not
@@ -19,6 +20,7 @@ from typing import IO, Any
 import orjson
 
 from tlsprobe.capture.files import _PCAP_MAGICS, PCAPNG_MAGIC
+from tlsprobe.capture.tree import expand
 from tlsprobe.report.aggregate import Aggregator
 from tlsprobe.sinks.run import run
 
@@ -58,7 +60,13 @@ def read_inputs(paths: Sequence[str], agg: Aggregator, *, on_error: Callable[[st
     malformed JSON Lines (one line per file) to ``on_warning``."""
     started = time.monotonic()
     kinds: dict[str, list[str]] = {"capture": [], "summary": [], "jsonl": []}
-    for path in paths:
+    found = expand(paths)  # a directory: the captures below it
+    for path, detail in found.problems:
+        _unreadable(agg, on_error, path, detail)
+    for directory, n in found.skipped.items():
+        (on_warning or on_error)(f"{directory}: skipped {n} file{'' if n == 1 else 's'} that "
+                                 f"{'is' if n == 1 else 'are'} not a capture (name JSON Lines files one by one)")
+    for path in found.paths:
         if path == "-":
             kinds["capture"].append(path)
             continue

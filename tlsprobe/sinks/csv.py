@@ -60,12 +60,27 @@ def _cell(v: object) -> object:
     return csv_safe(str(v))
 
 
+def _verdict(key: str) -> Callable[[Row], object]:
+    """A key of the ``interception`` verdict (empty when there is none)."""
+    def get(r: Row) -> object:
+        v = r.get("interception")
+        if not isinstance(v, Mapping):
+            return ""
+        x = v.get(key)
+        if isinstance(x, (list, tuple)):
+            return csv_safe(";".join(_str(i) for i in x))
+        return _cell(x)
+
+    return get
+
+
 def _server_alpn(r: Row) -> str:
     sh = r.get("server_hello")
     return csv_safe(_str(sh.get("alpn"))) if isinstance(sh, Mapping) else ""
 
 
-#: Column name -> how to get it from a record, in output order.
+#: Column name -> how to get it from a record, in output order.  New columns are only
+#: ever appended, so a column's position keeps its meaning (docs/output.md).
 COLUMNS: dict[str, Callable[[Row], object]] = {
     "ts": lambda r: f"{r['ts']:.6f}" if isinstance(r.get("ts"), (int, float)) else "",
     "src_ip": _wire("src_ip"),
@@ -89,6 +104,11 @@ COLUMNS: dict[str, Callable[[Row], object]] = {
     "client_hello_segments": _plain("client_hello_segments"),
     "anomalies": _joined("anomalies"),
     "capture": _wire("capture"),
+    "outcome": _wire("outcome"),
+    "pattern": _verdict("pattern"),
+    "provider": _verdict("provider"),
+    "confidence": _verdict("confidence"),
+    "rule_ids": _verdict("rule_ids"),
 }
 
 
