@@ -52,7 +52,8 @@ def test_mutated_captures_never_raise(seed: Path, tmp_path: Path) -> None:
         try:
             for rec in iter_records([str(p)], analyzer=an):
                 d = rec.to_dict()
-                assert isinstance(d["ja4"], str)
+                # (an intercepted plain HTTP request is a record too, without a hello)
+                assert isinstance(d["ja4"], str) or (d["kind"] == "http" and d["interception"])
         except CaptureError as exc:
             assert "\n" not in str(exc)  # only when the file header was hit: one clear line
         damaged += bool(an.log.counts)

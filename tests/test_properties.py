@@ -407,7 +407,7 @@ def test_x509_mutated_never_raises(der: bytes, sni: str | None) -> None:
     info = describe_certificate(der)
     assert isinstance(info, CertificateInfo)
     res = verify_chain([der, CA_DER], sni, _AT)
-    assert set(res) == {"chain_verified", "verify_error", "leaf_matches_sni"}
+    assert set(res) == {"chain_verified", "verify_error", "leaf_matches_sni", "trusted_by"}
 
 
 # -- HTTP heads: dict or None, never an exception -------------------------------------------------

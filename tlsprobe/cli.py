@@ -19,8 +19,8 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import click
 from rich.console import Console
@@ -29,6 +29,8 @@ from tlsprobe import __version__
 from tlsprobe.anomalies import ANOMALIES
 from tlsprobe.capture.tree import Expansion, expand
 from tlsprobe.detect import Problem, RuleError, RuleSet, collect_packs
+from tlsprobe.detect.asn import AsnDbError
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.errors import CaptureError
 from tlsprobe.pipeline import Stats
 from tlsprobe.sinks import FORMATS, Sink, make_sink
@@ -37,6 +39,7 @@ from tlsprobe.sinks.run import OnlyIntercepted, default_jobs, run
 from tlsprobe.sinks.summary import print_summary, write_summary_json
 from tlsprobe.sinks.table import no_color_requested
 from tlsprobe.text import markdown_escape, terminal_safe
+from tlsprobe.wire.x509 import set_user_trust
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_IFACE_DOWN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -88,6 +91,37 @@ def _quiet_stdout() -> None:
         os.close(devnull)
 
 
+def detection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--trust`` and ``--asn-db``: what the cross-flow detection is told by the user."""
+    f = click.option("--asn-db", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="MaxMind-format ASN database (GeoLite2-ASN, DB-IP ASN): the server's network "
+                          "owner goes into the evidence (needs tlsprobe[asn]).")(f)
+    return click.option("--trust", "trust", multiple=True, metavar="PEM", type=click.Path(dir_okay=False),
+                        help="CA certificates whose chains are genuine (your own or your company's CA), and "
+                             "leaf certificates whose names you vouch for (repeatable).")(f)
+
+
+def context_options(trust: tuple[str, ...], asn_db: str | None) -> ContextOptions:
+    """Load ``--trust`` bundles and check ``--asn-db``; a problem is one error line (exit 2)."""
+    bundles = []
+    for path in trust:
+        try:
+            with open(path, "rb") as fh:
+                bundles.append(fh.read())
+        except OSError as exc:
+            raise Failure(f"cannot read --trust {path}: {exc.strerror or exc}") from None
+    try:
+        names = set_user_trust(bundles) if bundles else frozenset()
+    except ValueError:
+        raise Failure(f"--trust: no PEM certificate in {', '.join(trust)}") from None
+    options = ContextOptions(names, asn_db)
+    try:
+        options.make()  # opens the database once, so a bad file fails before any work
+    except AsnDbError as exc:
+        raise Failure(str(exc)) from None
+    return options
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="tlsprobe",
                       message="%(prog)s %(version)s")
@@ -114,9 +148,11 @@ def cli() -> None:
               help="Also report plain HTTP requests on any port (kind: http), checked for block pages.")
 @click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
               help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
+@detection_options
 def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
             quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int | None,
-            only_intercepted: bool, http: bool, rules_paths: tuple[str, ...]) -> None:
+            only_intercepted: bool, http: bool, rules_paths: tuple[str, ...], trust: tuple[str, ...],
+            asn_db: str | None) -> None:
     """Analyse pcap/pcapng CAPTUREs (gzip'd or not; - is stdin) and print every handshake.
 
     A DIR stands for every capture below it, in path order (found by content, not by
@@ -125,7 +161,7 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
     """
     try:
         _analyze(captures, fmt, output, no_progress, quiet, summary_json, line_buffered,
-                 jobs or default_jobs(), rules_paths, only_intercepted, http)
+                 jobs or default_jobs(), rules_paths, only_intercepted, http, context_options(trust, asn_db))
     except BrokenPipeError:
         # Whoever read stdout has gone (``| head``): stop quietly.  Caught here because
         # click turns EPIPE into exit code 1 before main() could see it.
@@ -134,7 +170,8 @@ def analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_p
 
 def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_progress: bool,
              quiet: bool, summary_json: str | None, line_buffered: bool, jobs: int,
-             rules_paths: tuple[str, ...] = (), only_intercepted: bool = False, http: bool = False) -> None:
+             rules_paths: tuple[str, ...] = (), only_intercepted: bool = False, http: bool = False,
+             context: ContextOptions = NO_OPTIONS) -> None:
     if "-" in captures and sys.stdin is not None and sys.stdin.isatty():
         raise Failure("refusing to read a capture from a terminal (pipe one into '-')")
     with _output(output) as out:
@@ -158,7 +195,7 @@ def _analyze(captures: tuple[str, ...], fmt: str | None, output: str | None, no_
 
         with progress if progress is not None else contextlib.nullcontext():
             result = run(found.paths, sink, progress=progress, on_error=report, jobs=jobs,
-                         rules_paths=rules_paths, http=http)
+                         rules_paths=rules_paths, http=http, context=context)
         sink.close()
     result.errors[:0] = found.errors
     summary = result.summary()
@@ -217,10 +254,12 @@ LINK_NAMES = {1: "Ethernet", 101: "raw IP", 147: "unknown link type"}
               help="Also report plain HTTP requests on any port (kind: http), checked for block pages.")
 @click.option("--rules", "rules_paths", multiple=True, metavar="FILE",
               help="Also use the rule pack FILE (repeatable); see 'tlsprobe rules'.")
+@detection_options
 def sniff(expression: tuple[str, ...], interfaces: tuple[str, ...], bpf: str | None, fmt: str | None,
           output: str | None, write: str | None, count: int | None, duration: float | None,
           handshakes: int | None, no_promisc: bool, buffer_size: int, quiet: bool, summary_json: str | None,
-          only_intercepted: bool, http: bool, rules_paths: tuple[str, ...]) -> None:
+          only_intercepted: bool, http: bool, rules_paths: tuple[str, ...], trust: tuple[str, ...],
+          asn_db: str | None) -> None:
     """Capture live traffic and print every handshake as soon as its verdict is final.
 
     The same records as 'analyze', flushed one by one.  Ctrl-C (or SIGTERM, --count,
@@ -236,7 +275,8 @@ def sniff(expression: tuple[str, ...], interfaces: tuple[str, ...], bpf: str | N
     if bpf and expression:
         raise Failure("give the capture filter either with -f or as trailing words, not both")
     options = SniffOptions(interfaces, bpf or (" ".join(expression) or None), write, count or 0, duration,
-                           handshakes or 0, not no_promisc, buffer_size << 20, rules_paths, http)
+                           handshakes or 0, not no_promisc, buffer_size << 20, rules_paths, http,
+                           context_options(trust, asn_db))
     try:
         with _output(output) as out, stop_on_signals(StopFlag()) as stop:
             to_terminal = out.isatty()
@@ -392,8 +432,10 @@ def rules_check(files: tuple[str, ...]) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker processes for large captures [default: one per core, at most 4].")
 @click.option("-q", "--quiet", is_flag=True, help="Do not list the files written.")
+@detection_options
 def report(inputs: tuple[str, ...], out_dir: str, title: str, top: int, redact: bool, redact_sni: bool,
-           redact_key: str | None, http: bool, rules_paths: tuple[str, ...], jobs: int | None, quiet: bool) -> None:
+           redact_key: str | None, http: bool, rules_paths: tuple[str, ...], jobs: int | None, quiet: bool,
+           trust: tuple[str, ...], asn_db: str | None) -> None:
     """Write a fingerprint and interception report (Markdown with SVG charts, and one HTML file).
 
     INPUTS are captures (pcap/pcapng, gzip'd or not), JSON Lines written by 'analyze',
@@ -411,6 +453,7 @@ def report(inputs: tuple[str, ...], out_dir: str, title: str, top: int, redact: 
     redactor = Redactor.from_key(redact_key, names=redact_sni) if redacting else None
     try:
         result = make_report(inputs, out_dir, options=options, redactor=redactor, jobs=jobs or default_jobs(),
+                             context=context_options(trust, asn_db),
                              rules_paths=rules_paths, http=http, on_error=_error,
                              on_warning=lambda m: click.echo(f"tlsprobe: warning: {terminal_safe(m, 1000)}",
                                                              err=True))

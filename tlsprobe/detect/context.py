@@ -134,8 +134,8 @@ def _flow_text(d: Mapping[str, Any]) -> str:
         f" ({str(sni)[:64]!r})" if sni else "")
 
 
-def _ip_id_class(pkt: Mapping[str, Any], tells: list[str]) -> str:
-    if "ip_id_copied" in tells:
+def _ip_id_class(pkt: Mapping[str, Any], tells: Any) -> str:
+    if isinstance(tells, list) and "ip_id_copied" in tells:
         return "copied"
     ip_id = pkt.get("ip_id")
     if ip_id == 0:

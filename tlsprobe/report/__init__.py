@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tlsprobe.detect import load_rules
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.pipeline import builtin_rules
 from tlsprobe.report.aggregate import Aggregator
 from tlsprobe.report.build import Options, build_document
@@ -35,13 +36,14 @@ class ReportResult:
 def make_report(inputs: Sequence[str], out_dir: str, *, options: Options | None = None,
                 redactor: Redactor | None = None, jobs: int = 1, rules_paths: Sequence[str] = (),
                 http: bool = True, on_error: Callable[[str], None] = lambda _m: None,
-                on_warning: Callable[[str], None] | None = None) -> ReportResult:
+                on_warning: Callable[[str], None] | None = None,
+                context: ContextOptions = NO_OPTIONS) -> ReportResult:
     """Read ``inputs``, write ``out_dir``/report.md (+ SVG charts beside it) and report.html."""
     options = options or Options()
     rules = load_rules(rules_paths) if rules_paths else builtin_rules()  # RuleError before any work
     agg = Aggregator(redactor=redactor)
     read_inputs(inputs, agg, on_error=on_error, on_warning=on_warning, jobs=jobs, rules_paths=rules_paths,
-                http=http)
+                http=http, context=context)
     t = agg.totals
     result = ReportResult(bool(t.files or t.jsonl_files or t.summary_files), list(t.errors), aggregator=agg)
     if not result.readable:

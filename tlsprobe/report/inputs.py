@@ -21,6 +21,7 @@ import orjson
 
 from tlsprobe.capture.files import _PCAP_MAGICS, PCAPNG_MAGIC
 from tlsprobe.capture.tree import expand
+from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
 from tlsprobe.report.aggregate import Aggregator
 from tlsprobe.sinks.run import run
 
@@ -55,7 +56,8 @@ def classify(path: str) -> str:
 
 def read_inputs(paths: Sequence[str], agg: Aggregator, *, on_error: Callable[[str], None],
                 on_warning: Callable[[str], None] | None = None,
-                jobs: int = 1, rules_paths: Sequence[str] = (), http: bool = True) -> None:
+                jobs: int = 1, rules_paths: Sequence[str] = (), http: bool = True,
+                context: ContextOptions = NO_OPTIONS) -> None:
     """Feed every input to ``agg``; unreadable ones are reported to ``on_error``, skipped
     malformed JSON Lines (one line per file) to ``on_warning``."""
     started = time.monotonic()
@@ -84,7 +86,8 @@ def read_inputs(paths: Sequence[str], agg: Aggregator, *, on_error: Callable[[st
                 message = message.replace(p, agg.shown(p))
             errors.append(message)
 
-        result = run(kinds["capture"], agg, on_error=capture_error, jobs=jobs, rules_paths=rules_paths, http=http)
+        result = run(kinds["capture"], agg, on_error=capture_error, jobs=jobs, rules_paths=rules_paths, http=http,
+                     context=context)
         totals.errors += errors
         totals.files += result.stats.files
         totals.packets += result.stats.packets
