@@ -75,6 +75,7 @@ SERVER_POOL = list(range(10, 30))  # host parts of the server addresses: 10.77.2
 PROXY_HOSTS = (201, 202)  # router-owned addresses the sslsplit instances answer for
 MAX_WORKERS = 6
 STAGGER_S = 0.12  # between flow starts
+BLACKHOLE_WAIT_S = 12.0  # capture at least this long: py_https_server closes idle connections after 10 s
 TLS_PORT_POOL = [443, 2053, 2083, 2087, 4433, 5443, 6443, 7443, 8443, 8843, 9443, 10443, 11443, 12443]
 HTTP_PORT_POOL = [80, 3000, 8000, 8080, 8888, 9080]
 ADMIN_PORT_POOL = [8006, 8834, 9090, 10000, 5001, 7071, 9200, 4343, 8181, 8291]
@@ -466,7 +467,9 @@ class Drawer:
             self.flow(label=f"blackhole-v{ver}", category="blackhole", pattern="blackhole", provider=None,
                       ip_version=ver, transport="tcp", protocol="tls", server_host=host, port=port, sni=name,
                       client=self.rng.choice(["python", "curl"]), trigger="tls_sni",
-                      injector={"mode": "in-path", "after": "every client payload segment dropped"}, timeout=6.0,
+                      injector={"mode": "in-path", "after": "every client payload segment dropped",
+                                "server_idle_close_s": 10 if self.servers[("tcp", port)].kind == "py_https" else None},
+                      timeout=6.0,
                       expect_fire=True, description="ClientHello dropped for good (TCP handshake completes)")
 
     def quic(self, servers: dict[tuple[str, int], Server]) -> None:
@@ -738,7 +741,9 @@ def server_argv(s: Server, m: Material) -> list[str]:
     if s.kind == "node_http":
         return ["node", str(PROGRAMS / "node_http_server.js"), str(s.port)]
     if s.kind == "quic":
-        return [py, str(PROGRAMS / "quic_server.py"), "--port", str(s.port), "--cert", str(chain), "--key", str(key)]
+        hosts = [a for n in [2, *SERVER_POOL] for a in ("--host", v4(n), "--host", v6(n))]
+        return [py, str(PROGRAMS / "quic_server.py"), "--port", str(s.port), "--cert", str(chain), "--key", str(key),
+                *hosts]
     raise ValueError(s.kind)
 
 
@@ -932,12 +937,15 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
                     lab.wait_for_listen(SERVER_NS, s.port)
             dump = edge.start_tcpdump(lab, CLIENT_NS, CLIENT_IF, pcap)
             t_ready = time.monotonic()
-            ports = Ports(40000 + (seed % 50) * 200)
+            ports = Ports(20000 + (seed % 50) * 200)  # below the ephemeral range
             chains: dict[str, list[Flow]] = {}
             for f in d.flows:
                 chains.setdefault(f.chain or f.name, []).append(f)
             units = list(chains.values())
             random.Random(seed + 1).shuffle(units)
+            # blackholes first: their servers may close idle connections (py_https_server after 10 s) and
+            # the capture must deterministically contain that close, whatever else the seed drew
+            units.sort(key=lambda u: u[0].category != "blackhole" or u[0].transport != "tcp")
 
             def run_unit(index: int, unit: list[Flow]) -> None:
                 time.sleep(index * STAGGER_S / 2)
@@ -948,7 +956,7 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
                 futures = [pool.submit(run_unit, i % MAX_WORKERS, u) for i, u in enumerate(units)]
                 for fut in futures:
                     fut.result()
-            time.sleep(1.0)
+            time.sleep(max(1.0, t_ready + BLACKHOLE_WAIT_S - time.monotonic()))
             lab.stop(dump, sig=signal.SIGINT, wait=10)
             t_flows = time.monotonic() - t_ready
             flows = []

@@ -2,7 +2,10 @@
 
     python3 quic_server.py --port 4443 --cert fullchain.pem --key leaf.key
 
-Listens dual-stack on ``[::]:PORT`` with ALPN ``h3``; prints ``ready`` once bound.
+Listens on ``--host`` addresses (repeatable; default dual-stack ``::``) with ALPN ``h3``;
+prints ``ready`` once bound.  Bind the addresses clients use when the host has several:
+a socket on ``::`` answers from the kernel's preferred source address, not from the
+address the client sent to, and the client drops those datagrams.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ async def run(args: argparse.Namespace) -> None:
     """Serve until killed."""
     cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
     cfg.load_cert_chain(args.cert, args.key)
-    await serve("::", args.port, configuration=cfg)
+    for host in args.host or ["::"]:
+        await serve(host, args.port, configuration=cfg)
     print("ready", flush=True)
     await asyncio.Future()
 
@@ -28,6 +32,7 @@ def main() -> int:
     """Parse arguments and serve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", action="append", default=[])
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     asyncio.run(run(parser.parse_args()))
