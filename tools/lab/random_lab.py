@@ -168,7 +168,7 @@ class Draw:
     """Everything one seed decided."""
 
     seed: int
-    link_delay_ms: float
+    link_delay_ms: int
     servers: dict[tuple[str, int], Server]
     rules: list[dict[str, Any]]
     flows: list[Flow]
@@ -561,7 +561,8 @@ class Drawer:
                       hard_negative=True, description=f"self-signed admin panel (CN {cn}); the client aborts")
         # a private CA for several names of one organisation
         org = word(rng, 2).capitalize() + " " + rng.choice(["GmbH", "Inc", "Ltd", "AG", "S.A."])
-        org_doc = {"O": org, "CN": f"{org} Internal {rng.choice(['Root CA', 'CA', 'Issuing CA'])}", "names": []}
+        ca_cn = f"{org} Internal {rng.choice(['Root CA', 'CA', 'Issuing CA'])}"
+        org_doc: dict[str, Any] = {"O": org, "CN": ca_cn, "names": []}
         for i, sub in enumerate(rng.sample(["vpn", "git", "grafana", "intranet", "jira", "nas", "mail"], 3)):
             port = self.free_admin.pop()
             n = f"{sub}.{org.split()[0].lower()}.{DOMAIN}"
@@ -645,7 +646,7 @@ class Drawer:
         proxies = self.proxies()
         org, selfsigned = self.negatives(ttl_wander)
         self.servers.update(quic_servers)
-        link = round(self.rng.uniform(15, 40), 1)
+        link = self.rng.randint(15, 40)
         return Draw(self.seed, link, self.servers, self.rules, self.flows, proxies, ttl_wander, org, selfsigned)
 
 
