@@ -156,8 +156,24 @@ class Lab:
 
     namespaces: tuple[str, ...] = NAMESPACES
     verbose: bool = False
+    prefix: str = "tp"
     _created: list[str] = field(default_factory=list)
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.prefix != "tp" and self.namespaces == NAMESPACES:
+            self.namespaces = tuple(self.ns(n) for n in NAMESPACES)
+
+    def ns(self, name: str) -> str:
+        """The real name of a lab namespace: ``tp-client`` -> ``<prefix>-client``.
+
+        Every method that takes a namespace maps it, so callers keep using
+        ``CLIENT_NS``/``ROUTER_NS``/``SERVER_NS`` while two labs with different
+        prefixes run side by side.
+        """
+        if self.prefix != "tp" and name.startswith("tp-"):
+            return f"{self.prefix}-{name[3:]}"
+        return name
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -185,7 +201,7 @@ class Lab:
         for a_end, b_end in VETH_PAIRS:
             self._ip(
                 "-n",
-                a_end.ns,
+                self.ns(a_end.ns),
                 "link",
                 "add",
                 a_end.name,
@@ -195,11 +211,11 @@ class Lab:
                 "name",
                 b_end.name,
                 "netns",
-                b_end.ns,
+                self.ns(b_end.ns),
             )
         for iface in IFACES:
             self._disable_offloads(iface)
-            self._ip("-n", iface.ns, "link", "set", iface.name, "up")
+            self._ip("-n", self.ns(iface.ns), "link", "set", iface.name, "up")
         self.configure_addresses()
 
     def teardown(self) -> None:
@@ -217,16 +233,17 @@ class Lab:
         Needed again after an interface's MTU went below 1280, because the kernel
         then drops every IPv6 address of that interface.
         """
+        ns = None if ns is None else self.ns(ns)
         for iface in IFACES:
-            if ns is None or iface.ns == ns:
+            if ns is None or self.ns(iface.ns) == ns:
                 for addr in iface.addrs:
                     extra = ["nodad"] if ":" in addr else []
-                    self._ip("-n", iface.ns, "addr", "replace", addr, "dev", iface.name, *extra)
+                    self._ip("-n", self.ns(iface.ns), "addr", "replace", addr, "dev", iface.name, *extra)
         for route in ROUTES:
-            if ns is None or route.ns == ns:
+            if ns is None or self.ns(route.ns) == ns:
                 self._ip(
                     "-n",
-                    route.ns,
+                    self.ns(route.ns),
                     route.family_flag,
                     "route",
                     "replace",
@@ -237,7 +254,7 @@ class Lab:
 
     def set_mtu(self, ns: str, ifname: str, mtu: int) -> None:
         """Set an interface MTU, restoring IPv6 configuration if it was lost."""
-        self._ip("-n", ns, "link", "set", ifname, "mtu", str(mtu))
+        self._ip("-n", self.ns(ns), "link", "set", ifname, "mtu", str(mtu))
         if mtu >= IPV6_MIN_MTU:
             self.configure_addresses(ns)
 
@@ -272,7 +289,7 @@ class Lab:
         input_text: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` to completion inside ``ns`` and return its captured output."""
-        argv = ns_argv(ns, cmd)
+        argv = ns_argv(self.ns(ns), cmd)
         self._log(argv)
         result = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, input=input_text, check=False
@@ -298,7 +315,7 @@ class Lab:
 
         ``ip netns exec`` execs the command, so the returned PID is the program's own.
         """
-        argv = ns_argv(ns, cmd)
+        argv = ns_argv(self.ns(ns), cmd)
         self._log(argv)
         proc = subprocess.Popen(
             argv, stdin=stdin, stdout=stdout, stderr=stderr, text=text, start_new_session=True
@@ -355,7 +372,7 @@ class Lab:
     def _tune_namespaces(self) -> None:
         for ns in self._created:
             sysctls = list(_COMMON_SYSCTLS)
-            if ns == ROUTER_NS:
+            if ns == self.ns(ROUTER_NS):
                 sysctls += _ROUTER_SYSCTLS
             args = [arg for kv in sysctls for arg in ("--sysctl", kv)]
             self.run_in(ns, [sys.executable, str(Path(__file__).resolve()), "helper", *args])

@@ -28,6 +28,19 @@ A JSON rule file (``--rules``, re-read on SIGHUP) says what the middlebox does::
         "inject": [{"to": "client", "flags": "RA", "count": 3, "ttl": 101,
                     "ip_id": 4242, "df": 1, "window": 0, "payload": ""}]}]}
 
+``ip_id`` may also be ``"random"`` (a fresh random value per injected packet) or
+``"increment"`` (``ip_id_base`` + a counter, +1 per injected packet; the counter is
+the rule's own unless specs name a shared ``counter``).
+A rule with ``"trigger": "quic_sni"`` applies to UDP: the client's QUIC Initial is
+decrypted (RFC 9001 Initial keys, via ``tlsprobe.wire.quic``), and when its SNI
+matches, that datagram and every later UDP datagram between the client and that
+server:port is dropped for ``residual_s`` seconds (GFW-style residual blocking).
+Top-level ``local_ips`` are left to the router's kernel like ``local_ports`` (an
+intercepting proxy that owns that address); ``ttl_wander`` lists
+``{"server": IP, "port": P, "max_extra": 2, "seed": N}``: forwarded packets from that
+server:port get an extra TTL decrement drawn from 0..max_extra per packet (a path
+whose length wanders, e.g. ECMP).
+
 ``ttl``/``ip_id``/``df``/``window`` may be ``"copy"``: taken from the triggering
 client packet (as received, before the TTL decrement) like USTC webcontrol, which
 copies the client's IP header and swaps the addresses. ``payload`` is hex, or
@@ -52,6 +65,7 @@ import contextlib
 import heapq
 import ipaddress
 import json
+import random
 import select
 import signal
 import socket
@@ -67,6 +81,7 @@ ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
 IPPROTO_TCP = 6
+IPPROTO_UDP = 17
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 FLAG_BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, "A": ACK}
 
@@ -161,6 +176,74 @@ def parse_tcp(ip: bytes) -> Tcp | None:
         tcp_header_len=thl,
         payload=seg[thl:],
     )
+
+
+@dataclass
+class Udp:
+    """The fields of one unfragmented IPv4/IPv6 UDP datagram the middlebox needs."""
+
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    payload: bytes
+
+
+def parse_udp(ip: bytes) -> Udp | None:
+    """Parse an IP packet; ``None`` unless it is an unfragmented UDP datagram."""
+    if not ip:
+        return None
+    version = ip[0] >> 4
+    if version == 4:
+        ihl = (ip[0] & 0x0F) * 4
+        total, _, frag = struct.unpack("!HHH", ip[2:8])
+        if ip[9] != IPPROTO_UDP or frag & 0x3FFF:
+            return None
+        src_raw, dst_raw, seg = ip[12:16], ip[16:20], ip[ihl:total]
+    elif version == 6:
+        if ip[6] != IPPROTO_UDP:
+            return None
+        src_raw, dst_raw, seg = ip[8:24], ip[24:40], ip[40 : 40 + struct.unpack("!H", ip[4:6])[0]]
+    else:
+        return None
+    if len(seg) < 8:
+        return None
+    sport, dport = struct.unpack("!HH", seg[:4])
+    return Udp(str(ipaddress.ip_address(src_raw)), str(ipaddress.ip_address(dst_raw)), sport, dport, seg[8:])
+
+
+def quic_initial_sni(datagram: bytes) -> str | None:
+    """SNI of the ClientHello in a client's QUIC Initial datagram, or ``None``.
+
+    Decrypts the Initial packets with the keys derived from the Destination Connection
+    ID (RFC 9001 5.2) using tlsprobe's wire helpers; only the CRYPTO bytes from offset
+    0 that this one datagram carries are parsed (a hello spread over several
+    datagrams is let through, like a single-datagram DPI).
+    """
+    try:
+        from tlsprobe.wire import quic
+    except ImportError:  # pragma: no cover - the lab runs with tlsprobe importable
+        return None
+    chunks: dict[int, bytes] = {}
+    try:
+        for header in quic.iter_datagram(datagram):
+            if header.packet_type != "initial":
+                continue
+            client_keys, _ = quic.derive_initial_keys(header.version, header.dcid)
+            packet = quic.open_initial(datagram, header, client_keys)
+            for frame in quic.parse_frames(packet.payload):
+                if frame.type == 0x06:
+                    chunks[frame.offset] = frame.data
+    except Exception:  # anything undecodable is simply not a trigger
+        return None
+    data, pos = b"", 0
+    while pos in chunks:
+        data += chunks[pos]
+        pos += len(chunks[pos])
+    if not data:
+        return None
+    status, sni = parse_sni(b"\x16\x03\x01" + struct.pack("!H", len(data)) + data)
+    return sni if status == "ok" else None
 
 
 def parse_sni(data: bytes) -> tuple[str, str | None]:
@@ -316,6 +399,11 @@ class Middlebox:
         self.queue: list[Pending] = []
         self.counter = 0
         self.reload_requested = False
+        self.rng = random.Random()
+        self.local_ips: set[str] = set()
+        self.wander: dict[tuple[str, int], tuple[int, random.Random]] = {}
+        self.quic_blocked: dict[tuple[str, str, int], float] = {}  # (client, server, port) -> until
+        self.ip_id_counters: dict[str, int] = {}
         self.load_rules()
 
     # -- configuration -------------------------------------------------------------
@@ -327,7 +415,17 @@ class Middlebox:
             doc = json.loads(self.rules_path.read_text())
         self.rules = list(doc.get("rules", []))
         self.local_ports = set(doc.get("local_ports", []))
+        self.local_ips = {str(ipaddress.ip_address(a)) for a in doc.get("local_ips", [])}
+        self.wander = {
+            (str(ipaddress.ip_address(w["server"])), int(w["port"])): (
+                int(w.get("max_extra", 2)),
+                random.Random(w.get("seed", 0)),
+            )
+            for w in doc.get("ttl_wander", [])
+        }
         self.flows.clear()
+        self.quic_blocked.clear()
+        self.ip_id_counters.clear()
 
     def on_sighup(self, *_: object) -> None:
         """Signal handler: reload at the next loop turn."""
@@ -410,25 +508,67 @@ class Middlebox:
         target_nets = self.server_nets if from_client else self.client_nets
         if not self.in_nets(dst, target_nets):
             return  # for the router itself, or not routable here
+        if from_client and dst in self.local_ips:
+            return  # an address the router itself answers for (an intercepting proxy)
         tcp = parse_tcp(bytes(ip))
         if tcp and from_client and tcp.dport in self.local_ports:
             return  # policy routing delivers it to a local (transparent proxy) socket
         if tcp and not self.inspect(tcp, from_client, bytes(ip)):
             return
-        self.forward(ifname, ip)
+        if tcp is None and not self.inspect_udp(bytes(ip), from_client):
+            return
+        extra = 0
+        if tcp and not from_client and self.wander:
+            wander = self.wander.get((tcp.src, tcp.sport))
+            if wander:
+                extra = wander[1].randint(0, wander[0])
+        self.forward(ifname, ip, extra)
 
-    def forward(self, ifname: str, ip: bytearray) -> None:
-        """Decrement TTL / hop limit, fix the IPv4 checksum, send out of the other side."""
+    def inspect_udp(self, ip: bytes, from_client: bool) -> bool:
+        """QUIC SNI rules with residual blocking; return whether to forward the datagram."""
+        quic_rules = [r for r in self.rules if r.get("trigger") == "quic_sni"]
+        if not quic_rules:
+            return True
+        udp = parse_udp(ip)
+        if udp is None:
+            return True
+        key = (udp.src, udp.dst, udp.dport) if from_client else (udp.dst, udp.src, udp.sport)
+        now = time.monotonic()
+        until = self.quic_blocked.get(key)
+        if until is not None and now < until:
+            emit("drop", flow=[key[0], udp.sport if from_client else udp.dport, key[1], key[2]], why="quic residual",
+                 proto="udp", len=len(udp.payload))
+            return False
+        if not from_client:
+            return True
+        for rule in quic_rules:
+            ports = rule.get("ports")
+            if ports and udp.dport not in ports:
+                continue
+            sni = quic_initial_sni(udp.payload)
+            if not sni or is_ip_literal(sni) or not name_matches(sni, [p.lower() for p in rule.get("match", [])]):
+                continue
+            self.quic_blocked[key] = now + float(rule.get("residual_s", 0))
+            emit("trigger", rule=rule.get("name"), flow=[udp.src, udp.sport, udp.dst, udp.dport], sni=sni,
+                 proto="udp", residual_s=rule.get("residual_s", 0))
+            emit("drop", flow=[udp.src, udp.sport, udp.dst, udp.dport], why=f"rule {rule.get('name')}",
+                 proto="udp", len=len(udp.payload))
+            return False
+        return True
+
+    def forward(self, ifname: str, ip: bytearray, extra_hops: int = 0) -> None:
+        """Decrement TTL / hop limit (by 1 + ``extra_hops``), fix the IPv4 checksum, send out of the other side."""
+        hops = 1 + extra_hops
         if ip[0] >> 4 == 4:
-            if ip[8] <= 1:
+            if ip[8] <= hops:
                 return
-            ip[8] -= 1
+            ip[8] -= hops
             ip[10:12] = b"\0\0"
             ip[10:12] = struct.pack("!H", checksum(bytes(ip[: (ip[0] & 0x0F) * 4])))
         else:
-            if ip[7] <= 1:
+            if ip[7] <= hops:
                 return
-            ip[7] -= 1
+            ip[7] -= hops
         self.send(self.other[ifname], bytes(ip))
 
     # -- rule engine ---------------------------------------------------------------------
@@ -457,7 +597,7 @@ class Middlebox:
         flow.seen_payload = True
         for rule in self.rules:
             ports = rule.get("ports")
-            if ports and tcp.dport not in ports:
+            if (ports and tcp.dport not in ports) or rule.get("trigger") == "quic_sni":
                 continue
             matched, detail = self.matches(rule, tcp, first, flow)
             if not matched:
@@ -517,48 +657,28 @@ class Middlebox:
             else:
                 payload = bytes.fromhex(spec.get("payload", ""))
             ttl = tcp.ttl if spec.get("ttl", 64) == "copy" else int(spec.get("ttl", 64))
-            ip_id = tcp.ip_id if spec.get("ip_id", 0) == "copy" else int(spec.get("ip_id", 0))
+            ip_id_mode = spec.get("ip_id", 0)
             df = tcp.df if spec.get("df", 0) == "copy" else int(spec.get("df", 0))
             window = tcp.window if spec.get("window", 0) == "copy" else int(spec.get("window", 0))
             count = int(spec.get("count", 1))
             if spec.get("to", "client") == "client":
                 ack = flow.to_client_ack  # set even without the ACK flag, as webcontrol does
-                packet = build_ip_tcp(
-                    tcp.version,
-                    tcp.dst_raw,
-                    tcp.src_raw,
-                    tcp.dport,
-                    tcp.sport,
-                    flow.to_client_seq,
-                    ack,
-                    flags,
-                    window,
-                    payload,
-                    ttl,
-                    ip_id,
-                    df,
-                )
-                for _ in range(count):
+                ids = [self.next_ip_id(rule, ip_id_mode, spec, tcp) for _ in range(count)]
+                for ip_id in ids:
+                    packet = build_ip_tcp(
+                        tcp.version, tcp.dst_raw, tcp.src_raw, tcp.dport, tcp.sport, flow.to_client_seq, ack,
+                        flags, window, payload, ttl, ip_id, df,
+                    )
                     self.send(self.args.client_if, packet, extra)
                 flow.to_client_seq += len(payload) + (1 if flags & FIN else 0)
                 target = "client"
             else:
-                packet = build_ip_tcp(
-                    tcp.version,
-                    tcp.src_raw,
-                    tcp.dst_raw,
-                    tcp.sport,
-                    tcp.dport,
-                    to_server_seq,
-                    tcp.ack,
-                    flags,
-                    window,
-                    payload,
-                    ttl,
-                    ip_id,
-                    df,
-                )
-                for _ in range(count):
+                ids = [self.next_ip_id(rule, ip_id_mode, spec, tcp) for _ in range(count)]
+                for ip_id in ids:
+                    packet = build_ip_tcp(
+                        tcp.version, tcp.src_raw, tcp.dst_raw, tcp.sport, tcp.dport, to_server_seq, tcp.ack,
+                        flags, window, payload, ttl, ip_id, df,
+                    )
                     self.send(self.args.server_if, packet, extra)
                 target = "server"
             emit(
@@ -569,12 +689,25 @@ class Middlebox:
                 flags=spec.get("flags", "RA"),
                 count=count,
                 ttl=ttl,
-                ip_id=ip_id,
+                ip_id=ids if tcp.version == 4 else None,
                 df=df,
                 window=window,
                 payload_len=len(payload),
             )
         return False  # already forwarded above when it had to be
+
+    def next_ip_id(self, rule: dict[str, Any], mode: Any, spec: dict[str, Any], tcp: Tcp) -> int:
+        """IP ID of one injected packet: a constant, ``copy``, ``random`` or ``increment``."""
+        if mode == "copy":
+            return tcp.ip_id
+        if mode == "random":
+            return self.rng.randrange(0, 0x10000)
+        if mode == "increment":
+            name = str(spec.get("counter", rule.get("name")))  # one box's rules may share a counter
+            value = self.ip_id_counters.get(name, int(spec.get("ip_id_base", 0)))
+            self.ip_id_counters[name] = (value + 1) & 0xFFFF
+            return value
+        return int(mode)
 
     def ack_client_fin(self, key: tuple[str, int, str, int], flow: Flow, tcp: Tcp) -> None:
         """A blocked flow's client closes: acknowledge its FIN like the far end would."""

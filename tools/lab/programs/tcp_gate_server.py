@@ -8,7 +8,9 @@ the bytes stay queued), reads the SNI and then
   ``fin`` reads the hello and closes normally (FIN);
 * a SNI not in ``--known-sni`` -> ``--unknown-sni rst|fin`` (HAProxy-style
   "reject unless req.ssl_sni is known");
-* a known SNI -> a normal TLS handshake (Python ``ssl``) and a short HTTP answer.
+* a known SNI -> a normal TLS handshake (Python ``ssl``) and a short HTTP answer,
+  after ``--answer-delay-ms`` (a slow backend: the ServerHello comes late);
+  ``--known-sni '*'`` knows every name.
 
 Each decision is printed as one JSON line on stdout. Stdlib only::
 
@@ -95,11 +97,13 @@ def handle(ctx: ssl.SSLContext, conn: socket.socket, peer: tuple[str, int], args
             log(peer=list(peer[:2]), sni=sni, action=args.always, why="always")
             close_as(conn, args.always)
             return
-        if sni not in args.known_sni:
+        if sni not in args.known_sni and "*" not in args.known_sni:
             log(peer=list(peer[:2]), sni=sni, action=args.unknown_sni, why="unknown sni")
             close_as(conn, args.unknown_sni)
             return
-        log(peer=list(peer[:2]), sni=sni, action="tls")
+        log(peer=list(peer[:2]), sni=sni, action="tls", delay_ms=args.answer_delay_ms)
+        if args.answer_delay_ms:
+            time.sleep(args.answer_delay_ms / 1000.0)
         with ctx.wrap_socket(conn, server_side=True) as tls:
             tls.recv(4096)
             body = b"hello from tcp_gate_server\n"
@@ -120,6 +124,7 @@ def main() -> int:
     parser.add_argument("--known-sni", action="append", default=[])
     parser.add_argument("--unknown-sni", choices=("rst", "fin"), default="rst")
     parser.add_argument("--always", choices=("rst", "fin"))
+    parser.add_argument("--answer-delay-ms", type=float, default=0.0, help="wait before the TLS handshake")
     args = parser.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
