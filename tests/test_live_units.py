@@ -11,6 +11,7 @@ from tests.factory import client_hello_body, handshake, handshake_frames, record
 from tlsprobe import Analyzer, iter_records
 from tlsprobe.capture.files import CaptureFile
 from tlsprobe.capture.writer import PcapNgWriter, PcapWriter, open_writer
+from tlsprobe.limits import CONTEXT_SETTLE_S
 
 T0 = 1_700_000_000.0
 
@@ -63,7 +64,10 @@ def test_tick_emits_a_verdict_once_its_window_closed_without_more_packets() -> N
     assert list(an.packets(packets)) == []  # the evidence window is still open
     last = packets[-1][0]
     assert list(an.tick(last + 0.1)) == []  # still open
-    out = list(an.tick(last + 5.0))
+    # a reset without a verdict is held for the settle window (the flows around it may
+    # still show the packet foreign), then the clock alone releases it
+    assert list(an.tick(last + 5.0)) == []
+    out = list(an.tick(last + CONTEXT_SETTLE_S + 0.5))
     assert len(out) == 1
     rec = out[0].to_dict()
     assert rec["sni"] == "tick.example" and rec["outcome"] == "rst"

@@ -258,6 +258,7 @@ def test_verdict_is_the_most_confident_match() -> None:
         "pattern": "rst_injection",
         "confidence": 0.9,
         "provider": "alibaba_cloud",
+        "provider_confidence": 0.9,
         "rule_ids": ["high", "tie", "low"],
         "evidence": ["evidence.tells has 2 items (>= 1)"],
     }

@@ -29,7 +29,7 @@ from tlsprobe.flow.quic import QuicTracker
 from tlsprobe.flow.table import Flow, FlowTable, key_endpoint, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
-from tlsprobe.limits import DEFAULT_LIMITS, Limits
+from tlsprobe.limits import CONTEXT_MAX_HELD, CONTEXT_SETTLE_S, DEFAULT_LIMITS, Limits
 from tlsprobe.record import HandshakeRecord, HttpRecord, Record, alert_dict, ip_text
 from tlsprobe.wire import quic
 from tlsprobe.wire.http import parse_response
@@ -37,6 +37,7 @@ from tlsprobe.wire.x509 import verify_chain_cached
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
+_NEVER = float("-inf")  # _drain(_NEVER): hold what is unsettled, release nothing by time
 R = TypeVar("R", HandshakeRecord, HttpRecord)
 
 
@@ -155,6 +156,8 @@ class Analyzer:
         self.table = FlowTable(limits)
         self.stats = Stats()
         self.ready: deque[Record] = deque()
+        # records waiting for more context (Context.holds), with the time they are final
+        self._held: deque[tuple[float, Record]] = deque()
         self.capture_name: str | None = None
         # QUIC connections by both directions' keys, oldest first (evicted from the front)
         self.quic: OrderedDict[bytes, tuple[QuicTracker, bytes, int]] = OrderedDict()
@@ -185,8 +188,8 @@ class Analyzer:
             stats.packets += 1
             if ts >= self._next_timer:
                 self._timers(ts)
-                while ready:
-                    yield ready.popleft()
+                if ready or self._held:
+                    yield from self._drain(ts)
             # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
             # no SYN, on a flow we track: skipped before any decoding when the flow is
             # finished, or when the packet carries no payload (ACKs, FINs).
@@ -236,8 +239,8 @@ class Analyzer:
                 stats.udp_packets += 1
                 if seg.payload and seg.payload[0] & 0x80:  # long header: maybe a QUIC Initial
                     self._udp(seg, ts)
-            while ready:
-                yield ready.popleft()
+            if ready:
+                yield from self._drain(ts)
 
     def tick(self, now: float) -> Iterator[Record]:
         """The clock reached ``now`` with no packet: close the evidence windows and idle
@@ -246,8 +249,29 @@ class Analyzer:
         now = max(now, self._now)
         if now >= self._next_timer:
             self._timers(now)
-        while self.ready:
-            yield self.ready.popleft()
+        yield from self._drain(now)
+
+    def _drain(self, now: float | None) -> Iterator[Record]:
+        """Move finished records on: final ones out, unsettled ones (the context may still
+        learn what decides them: :meth:`Context.holds`) held until ``now`` passes their
+        settle time (``None``: release every held record)."""
+        ready, held, ctx = self.ready, self._held, self.context
+        while ready:
+            rec = ready.popleft()
+            if rec.cached is not None and ctx.holds(rec.cached):
+                if len(held) >= CONTEXT_MAX_HELD:
+                    out = self._final(held.popleft()[1], rejudge=True)
+                    if out is not None:
+                        yield out
+                held.append((rec.ts + CONTEXT_SETTLE_S, rec))
+                continue
+            out = self._final(rec, rejudge=False)
+            if out is not None:
+                yield out
+        while held and (now is None or held[0][0] <= now):
+            out = self._final(held.popleft()[1], rejudge=True)
+            if out is not None:
+                yield out
 
     def finish(self) -> Iterator[Record]:
         """End of input: emit every handshake still open, in time order.
@@ -255,8 +279,7 @@ class Analyzer:
         The open flows and QUIC connections are sorted by the time their record will
         carry, then closed one at a time as their records are taken: tens of thousands
         of open handshakes never become records all at once."""
-        pending: list[Record] = sorted(self.ready, key=lambda r: r.ts)
-        self.ready.clear()
+        pending: list[Record] = sorted(self._drain(_NEVER), key=lambda r: r.ts)
         opened: list[tuple[float, int, Flow | tuple[QuicTracker, bytes, int]]] = [
             (self._close_ts(f), id(f), f) for f in self.table.flows() if not f.done
         ]
@@ -275,12 +298,12 @@ class Analyzer:
             if isinstance(obj, Flow):
                 rec = self._close(obj)
                 if rec is not None:
-                    yield rec
+                    self.ready.append(rec)
             else:
                 self._quic_done(*obj)
-                while self.ready:
-                    yield self.ready.popleft()
+            yield from self._drain(_NEVER)
         yield from pending[i:]
+        yield from self._drain(None)  # the held records, judged with everything the run showed
         self.quic.clear()
         self.quic_count = 0
         self.quic_buffered = 0
@@ -691,20 +714,40 @@ class Analyzer:
         return self._detect(rec)
 
     def _detect(self, rec: R) -> R:
-        """Judge the record against the run's context, run the rules, learn from it."""
+        """Judge the record against the run's context and run the rules (a verdict that
+        names a provider anchors its injector at once); :meth:`_final` learns from it."""
         d = rec.to_dict()
         ctx = self.context
         ctx.judge(d)
-        verdict = self.rules.evaluate(d) if self.rules else None
-        verdict = ctx.refine(d, verdict)
-        ctx.learn(d, verdict)
+        verdict = ctx.refine(d, self.rules.evaluate(d) if self.rules else None)
+        ctx.anchor(d, verdict)
         rec.interception = d["interception"] = verdict
         rec.cached = d
-        if verdict is not None:
+        return rec
+
+    def _final(self, rec: Record, rejudge: bool) -> Record | None:
+        """The record as it goes out: judged again if it was held (the context has grown),
+        learned from, counted; a plain HTTP request without a verdict goes out only with
+        ``http``."""
+        d = rec.cached
+        if d is None:
+            return rec
+        ctx = self.context
+        if rejudge:
+            ctx.judge(d)
+            verdict = ctx.refine(d, self.rules.evaluate(d) if self.rules else None)
+            ctx.anchor(d, verdict)
+            rec.interception = d["interception"] = verdict
+        ctx.learn(d, rec.interception)
+        if isinstance(rec, HttpRecord):
+            if not self.http and rec.interception is None:
+                return None
+            self.stats.http_requests += 1
+        if rec.interception is not None:
             self.stats.intercepted += 1
         return rec
 
-    def _http_record(self, flow: Flow, hs: HandshakeTracker) -> HttpRecord | None:
+    def _http_record(self, flow: Flow, hs: HandshakeTracker) -> HttpRecord:
         assert hs.client is not None and hs.http_request is not None
         c = hs.client
         cip, cport = flow.endpoint(c)
@@ -720,11 +763,7 @@ class Analyzer:
             tcp_syn_seen=flow.dirs[c].syn_seen, tunnelled=flow.tunnelled, capture=self.capture_name,
             anomalies=list(hs.anomalies),
         )
-        rec = self._detect(rec)
-        if not self.http and rec.interception is None:
-            return None  # without --http only intercepted requests are records
-        self.stats.http_requests += 1
-        return rec
+        return self._detect(rec)
 
     # -- eviction ------------------------------------------------------------
 

@@ -49,6 +49,8 @@ TTL_TOLERANCE = 2
 # something nearer than the server (RTTs below MIN_RTT_MS are not compared).
 NEARER_RTT_RATIO = 0.5
 MIN_RTT_MS = 2.0
+# A provider verdict this sure (content markers, not a packet shape) anchors its injector.
+ANCHOR_CONFIDENCE = 0.9
 # An issuer is "minting" when its unverified leaves name this many registrable domains.
 MINTING_DOMAINS = 3
 _REPLY_OUTCOMES = ("rst", "fin", "tls_alert", "plaintext", "http_response")
@@ -100,6 +102,7 @@ class Anchor:
     flow: str  # the anchoring flow, as text
     pattern: str
     confidence: float
+    ip_version: int = 4
 
 
 @dataclass(slots=True)
@@ -134,6 +137,20 @@ def _flow_text(d: Mapping[str, Any]) -> str:
         f" ({str(sni)[:64]!r})" if sni else "")
 
 
+def _name(d: Mapping[str, Any]) -> str | None:
+    """The name a record asked for: its SNI, or its HTTP Host without a port."""
+    sni = d.get("sni")
+    if isinstance(sni, str) and sni:
+        return sni.lower()
+    req = d.get("http_request")
+    host = req.get("host") if isinstance(req, dict) else None
+    if not isinstance(host, str) or not host:
+        return None
+    if host.startswith("["):
+        return host[1:].partition("]")[0].lower() or None
+    return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
+
+
 def _ip_id_class(pkt: Mapping[str, Any], tells: Any) -> str:
     if isinstance(tells, list) and "ip_id_copied" in tells:
         return "copied"
@@ -151,7 +168,7 @@ NO_OPTIONS = ContextOptions()
 class Context:
     """Bounded per-server, per-issuer and per-injector profiles of one run."""
 
-    __slots__ = ("asn", "issuers", "servers", "trust_names")
+    __slots__ = ("asn", "issuers", "name_anchors", "servers", "trust_names")
 
     def __init__(self, trust_names: frozenset[str] = frozenset(), asn: AsnDb | None = None) -> None:
         """``trust_names``: host names the user vouches for (SANs of leaf certificates in
@@ -161,6 +178,9 @@ class Context:
         self.issuers: OrderedDict[str, IssuerProfile] = OrderedDict()
         self.trust_names = frozenset(n.lower() for n in trust_names)
         self.asn = asn
+        # injectors anchored per name too: the same box serves a name's IPv4 and IPv6
+        # addresses (a -j worker sees the names of its own servers only)
+        self.name_anchors: OrderedDict[str, list[Anchor]] = OrderedDict()
 
     def _server(self, ip: str, create: bool) -> ServerProfile | None:
         prof = self.servers.get(ip)
@@ -251,7 +271,7 @@ class Context:
         ttl_differs = (ttl < lo - spread or ttl > hi + spread) and (prof.flows >= MIN_PROFILE_FLOWS
                                                                   or abs(ttl - lo) >= TTL_TOLERANCE)
         nearer = (isinstance(rtt, (int, float)) and prof.rtt_min_ms is not None and prof.rtt_min_ms >= MIN_RTT_MS
-                  and rtt < NEARER_RTT_RATIO * prof.rtt_min_ms)
+                  and prof.flows >= MIN_PROFILE_FLOWS and rtt < NEARER_RTT_RATIO * prof.rtt_min_ms)
         if ttl_differs or nearer:
             ctx["host"] = {"differs": True, "synack_ttl": ttl, "server_ttls": sorted(prof.ttls),
                            "rtt_ms": rtt, "server_rtt_min_ms": prof.rtt_min_ms, "nearer": bool(nearer),
@@ -292,7 +312,7 @@ class Context:
         port, ts, sni = d.get("dst_port"), d.get("ts"), d.get("sni")
         blocked_at = prof.quic_blocked.get(port) if isinstance(port, int) else None
         residual = (blocked_at is not None and isinstance(ts, (int, float))
-                    and 0 <= ts - blocked_at <= CONTEXT_QUIC_RESIDUAL_S)
+                    and 0 < ts - blocked_at <= CONTEXT_QUIC_RESIDUAL_S)
         other = sorted(n for n in prof.quic_answered if n != sni)[:8]
         ctx["quic"] = {"answered_other_snis": other, "tcp_answered": prof.answered,
                        "residual": residual,
@@ -360,27 +380,37 @@ class Context:
             return verdict
         prof = self._server(str(d.get("dst_ip")), create=False)
         ev = d.get("evidence")
-        if prof is None or not prof.anchors or not isinstance(ev, dict):
+        name = _name(d)
+        anchors = [*(prof.anchors if prof is not None else ()),
+                   *(self.name_anchors.get(name, ()) if name is not None else ())]
+        if not anchors or not isinstance(ev, dict):
             return verdict
         pkt = ev.get("outcome_packet")
         if not isinstance(pkt, dict):
             return verdict
         tells = ev.get("tells") if isinstance(ev.get("tells"), list) else []
         cls = _ip_id_class(pkt, tells)
-        for a in prof.anchors:
-            same_id = a.ip_id == cls or (a.ip_id.startswith("const:") and cls.startswith("const:"))
-            if a.ttl == pkt.get("ttl") and a.df == pkt.get("df") and same_id:
-                verdict = dict(verdict)
-                verdict["provider"] = a.provider
-                verdict["confidence"] = round(min(float(verdict["confidence"]), a.confidence) * 0.95, 3)
-                verdict["evidence"] = [*verdict.get("evidence", []),
-                                       f"same injector as the {a.pattern} of {a.provider} on flow {a.flow}: "
-                                       f"TTL {a.ttl}, DF {int(a.df)}, IP ID {a.ip_id}"]
-                ctx = ev.get("context")
-                if isinstance(ctx, dict):
-                    ctx["injector"] = {"provider": a.provider, "anchor_flow": a.flow, "ttl": a.ttl, "df": a.df,
-                                       "ip_id": a.ip_id}
-                return verdict
+        v4 = d.get("ip_version") == 4
+        for a in anchors:
+            if a.ttl != pkt.get("ttl"):
+                continue
+            # IPv6 has neither DF nor IP ID: across versions (a name's v4 and v6 addresses
+            # behind one box) and on IPv6 the TTL carries the match
+            if v4 and a.ip_version == 4 and (a.df != pkt.get("df") or not (
+                    a.ip_id == cls or (a.ip_id.startswith("const:") and cls.startswith("const:")))):
+                continue
+            verdict = dict(verdict)
+            verdict["provider"] = a.provider
+            verdict["confidence"] = round(min(float(verdict["confidence"]), a.confidence) * 0.95, 3)
+            verdict["provider_confidence"] = round(a.confidence * 0.9, 3)  # below ANCHOR_CONFIDENCE: no chains
+            verdict["evidence"] = [*verdict.get("evidence", []),
+                                   f"same injector as the {a.pattern} of {a.provider} on flow {a.flow}: "
+                                   f"TTL {a.ttl}, DF {int(a.df)}, IP ID {a.ip_id}"]
+            ctx = ev.get("context")
+            if isinstance(ctx, dict):
+                ctx["injector"] = {"provider": a.provider, "anchor_flow": a.flow, "ttl": a.ttl, "df": a.df,
+                                   "ip_id": a.ip_id}
+            return verdict
         return verdict
 
     # -- learning ----------------------------------------------------------------
@@ -414,15 +444,58 @@ class Context:
                     _bump(prof.ttls, p["ttl"], CONTEXT_MAX_TTLS)
                     break  # the packet carrying the ServerHello
         self._learn_certificate(d, ev, prof, substituted)
-        if verdict and verdict.get("provider") and pattern in _INJECTION_PATTERNS:
-            pkt = ev.get("outcome_packet")
-            if isinstance(pkt, dict) and isinstance(pkt.get("ttl"), int) and len(prof.anchors) < CONTEXT_MAX_ANCHORS:
-                tells = ev.get("tells") if isinstance(ev.get("tells"), list) else []
-                anchor = Anchor(str(verdict["provider"]), pkt["ttl"], bool(pkt.get("df")), _ip_id_class(pkt, tells),
-                                _flow_text(d), str(pattern), float(verdict.get("confidence") or 0.0))
-                if not any((a.provider, a.ttl, a.df, a.ip_id) == (anchor.provider, anchor.ttl, anchor.df, anchor.ip_id)
-                           for a in prof.anchors):
-                    prof.anchors.append(anchor)
+
+    def anchor(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
+        """A verdict whose provider comes from content (a block page's markers, a
+        provider's payload: confidence ANCHOR_CONFIDENCE or more) anchors its injector on
+        the server at once, so the flows around it can be attributed (:meth:`attribute`)."""
+        if not verdict or not verdict.get("provider") or verdict.get("pattern") not in _INJECTION_PATTERNS:
+            return
+        if float(verdict.get("provider_confidence") or 0.0) < ANCHOR_CONFIDENCE:
+            return
+        ev = d.get("evidence")
+        pkt = ev.get("outcome_packet") if isinstance(ev, dict) else None
+        ip = d.get("dst_ip")
+        if not isinstance(pkt, dict) or not isinstance(pkt.get("ttl"), int) or not isinstance(ip, str):
+            return
+        prof = self._server(ip, create=True)
+        assert prof is not None and isinstance(ev, dict)
+        anchor = Anchor(str(verdict["provider"]), pkt["ttl"], bool(pkt.get("df")),
+                        _ip_id_class(pkt, ev.get("tells")), _flow_text(d), str(verdict.get("pattern")),
+                        float(verdict.get("provider_confidence") or 0.0), int(d.get("ip_version") or 4))
+        key = (anchor.provider, anchor.ttl, anchor.df, anchor.ip_id)
+        if len(prof.anchors) < CONTEXT_MAX_ANCHORS and not any(
+                (a.provider, a.ttl, a.df, a.ip_id) == key for a in prof.anchors):
+            prof.anchors.append(anchor)
+        name = _name(d)
+        if name is not None:
+            listed = self.name_anchors.get(name)
+            if listed is None:
+                if len(self.name_anchors) >= CONTEXT_MAX_SERVERS:
+                    self.name_anchors.popitem(last=False)
+                listed = self.name_anchors[name] = []
+            if len(listed) < CONTEXT_MAX_ANCHORS and not any(
+                    (a.provider, a.ttl, a.df, a.ip_id) == key for a in listed):
+                listed.append(anchor)
+
+    @staticmethod
+    def holds(d: Mapping[str, Any]) -> bool:
+        """Could flows around this record still change its verdict?  An injection without a
+        provider (a block page nearby may name it), a reset, FIN, alert, plaintext reply or
+        silence without a verdict (the server's profile may still show the packet foreign,
+        a control connection that it answers), an unverified chain (another flow may show
+        the genuine one).  A completed handshake with a verified or invisible chain is final."""
+        verdict = d.get("interception")
+        outcome = d.get("outcome")
+        if verdict:
+            return not verdict.get("provider") and verdict.get("pattern") in (*_INJECTION_PATTERNS, "blackhole")
+        if d.get("transport") == "quic":
+            return outcome == "silence"
+        if outcome in ("rst", "fin", "tls_alert", "plaintext", "silence"):
+            return True
+        ev = d.get("evidence")
+        cert = ev.get("certificate") if isinstance(ev, dict) else None
+        return bool(d.get("certificates")) and not (isinstance(cert, dict) and cert.get("chain_verified") is True)
 
     def _learn_certificate(self, d: Mapping[str, Any], ev: Mapping[str, Any], prof: ServerProfile,
                            substituted: bool) -> None:

@@ -174,6 +174,8 @@ class RuleSet:
             "pattern": best.pattern,
             "confidence": best.confidence,
             "provider": attributing.provider if attributing else None,
+            # how sure the provider is (the attributing rule's own confidence)
+            "provider_confidence": attributing.confidence if attributing else None,
             "rule_ids": [r.id for r in found],
             "evidence": evidence,
         }
