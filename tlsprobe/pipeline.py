@@ -23,8 +23,10 @@ from tlsprobe.anomalies import AnomalyLog
 from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.decode.packet import PROTO_TCP, Decoder, Segment
 from tlsprobe.detect.engine import RuleSet
+from tlsprobe.fingerprint import ja4plus
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
-from tlsprobe.flow.quic import QuicTracker
+from tlsprobe.flow.opening import TcpOpening
+from tlsprobe.flow.quic import QuicLatency, QuicTracker
 from tlsprobe.flow.table import Flow, FlowTable, key_endpoint, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
@@ -63,6 +65,34 @@ def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) ->
         if hs.cert_ders else None
     )
     return out
+
+
+Opt = str | None
+
+
+def _tcp_ja4plus(opening: TcpOpening | None) -> tuple[Opt, Opt, Opt, Opt]:
+    """JA4T, JA4TS, JA4L-C and JA4L-S of a TCP flow from its opening packets (FoxIO License 1.1)."""
+    if opening is None:
+        return None, None, None, None
+    syn, synack = opening.syn, opening.synack
+    ja4t = ja4plus.ja4t(syn.window, syn.raw_options) if syn is not None else None
+    if synack is None:
+        return ja4t, None, None, None
+    ja4ts = ja4plus.ja4t(synack.window, synack.raw_options)
+    if syn is None or opening.ack_ts is None or synack.ts < syn.ts:
+        return ja4t, ja4ts, None, None
+    return (ja4t, ja4ts, ja4plus.ja4l(synack.ts, opening.ack_ts, syn.ttl),
+            ja4plus.ja4l(syn.ts, synack.ts, synack.ttl))
+
+
+def _quic_ja4l(lat: QuicLatency) -> tuple[Opt, Opt]:
+    """JA4L-C and JA4L-S of a QUIC connection (FoxIO License 1.1): None until the client's
+    Handshake packet came."""
+    if (not lat.complete or lat.client is None or lat.server is None or lat.server_handshake is None
+            or lat.client_handshake is None):
+        return None, None
+    return (ja4plus.ja4l(lat.server_handshake, lat.client_handshake, lat.client[1]),
+            ja4plus.ja4l(lat.client[0], lat.server[0], lat.server[1]))
 
 
 def _facts(seg: Segment, ts: float) -> PacketFacts:
@@ -299,7 +329,7 @@ class Analyzer:
         tracker, first_key, ipv = entry
         if tracker.done:
             return
-        tracker.datagram(0 if key == first_key else 1, seg.payload, ts)
+        tracker.datagram(0 if key == first_key else 1, seg.payload, ts, seg.ttl)
         if tracker.done:
             self._quic_done(tracker, first_key, ipv)
         n = tracker.buffered_bytes()
@@ -340,19 +370,23 @@ class Analyzer:
             outcome="server_hello" if tracker.server_hello is not None else "incomplete",
             quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
         )
+        rec.ja4l_c, rec.ja4l_s = _quic_ja4l(tracker.latency)
         tracker.release()
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
         self.ready.append(self._detect(rec))
 
-    def _quic_flush(self, idle_before: float | None) -> None:
-        """Finish QUIC connections idle since ``idle_before`` (all of them when None)."""
+    def _quic_flush(self, idle_before: float | None, linger_before: float | None = None) -> None:
+        """Finish QUIC connections idle since ``idle_before`` (all of them when None); emit
+        those whose JA4L wait saw nothing since ``linger_before`` (the marker stays)."""
         seen: set[int] = set()
         for tracker, first_key, ipv in list(self.quic.values()):
             if id(tracker) in seen:
                 continue
             seen.add(id(tracker))
+            if tracker.linger and not tracker.done and linger_before is not None and tracker.last_ts < linger_before:
+                self._quic_done(tracker, first_key, ipv)
             if idle_before is not None and tracker.last_ts >= idle_before:
                 continue
             if not tracker.done:
@@ -383,16 +417,28 @@ class Analyzer:
         hs = flow.hs
         if flags & TH_SYN:
             direction.syn(seg.seq)
+            facts = _facts(seg, ts)
+            facts.raw_options = seg.options
             if not flags & TH_ACK:
                 if flow.client is None:
                     flow.set_client(d)
-                flow.evidence().syn = _facts(seg, ts)
+                flow.evidence().syn = facts
+                if flow.opening is None:
+                    flow.opening = TcpOpening(syn=facts)
             elif flow.client is None or flow.client != d:
-                flow.evidence().synack = _facts(seg, ts)
+                flow.evidence().synack = facts
                 flow.watch = True  # until the client's next packet: the handshake RTT
-        elif flow.watch and flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
-            flow.ev.first_client_ts = ts
-            flow.watch = hs is not None and hs.triggered
+                if flow.opening is None:
+                    flow.opening = TcpOpening(synack=facts)
+                elif flow.opening.synack is None:
+                    flow.opening.synack = facts
+        elif flow.watch:
+            opening = flow.opening
+            if opening is not None and opening.ack_ts is None and opening.synack is not None and flags & TH_ACK:
+                opening.ack_ts = ts  # JA4L's "C": the first ACK after the SYN-ACK, either side
+            if flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
+                flow.ev.first_client_ts = ts
+                flow.watch = hs is not None and hs.triggered
         if flow.ev is not None and flow.ev.ch_ts is not None:
             self._after_hello(flow, flow.ev, d, seg, ts)
         if seg.payload and not flags & TH_RST:  # an RST's payload is diagnostic, not stream data
@@ -654,6 +700,7 @@ class Analyzer:
             capture=self.capture_name,
             anomalies=anomalies,
         )
+        rec.ja4t, rec.ja4ts, rec.ja4l_c, rec.ja4l_s = _tcp_ja4plus(flow.opening)
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
@@ -692,7 +739,7 @@ class Analyzer:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.limits.sweep_interval
         if self.quic:
-            self._quic_flush(now - self.limits.flow_idle_timeout)
+            self._quic_flush(now - self.limits.flow_idle_timeout, now - self.limits.evidence_window)
         self._evict([f for f in self.table.idle(now) if f.deadline is None or f.done], evicted=False)
 
     def _evict(self, flows: list[Flow], evicted: bool) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from tlsprobe.fingerprint.compute import client_fingerprints, server_fingerprints
 from tlsprobe.fingerprint.ja4 import HEX4
+from tlsprobe.fingerprint.ja4plus import ja4x
 from tlsprobe.model import CertificateInfo, ClientHello, ServerHello, is_grease, version_name
 
 TLS_PORT = 443
@@ -52,6 +53,10 @@ class HandshakeRecord:
     tunnelled: bool = False
     capture: str | None = None
     anomalies: list[str] = field(default_factory=list)
+    ja4t: str | None = None  # JA4+ (FoxIO License 1.1): TCP client SYN
+    ja4ts: str | None = None  # TCP server SYN-ACK
+    ja4l_c: str | None = None  # latency and TTL, client side
+    ja4l_s: str | None = None  # server side
     cached: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -103,6 +108,10 @@ class HandshakeRecord:
             "tls_version": version_name(ch.max_version),
         }
         d.update(self.fingerprints())
+        d["ja4t"] = self.ja4t
+        d["ja4ts"] = self.ja4ts
+        d["ja4l_c"] = self.ja4l_c
+        d["ja4l_s"] = self.ja4l_s
         d["server_hello"] = _server_hello_dict(self.server_hello) if self.server_hello else None
         d["hello_retry_request"] = (
             _server_hello_dict(self.hello_retry_request) if self.hello_retry_request else None
@@ -185,7 +194,8 @@ class HttpRecord:
             "non_standard_port": self.non_standard_port, "sni": None, "alpn": [], "tls_version": None,
         }
         d.update(dict.fromkeys(("ja3", "ja3_string", "ja3s", "ja3s_string", "ja4", "ja4_r", "ja4_o", "ja4_ro",
-                                "ja4s", "ja4s_r", "server_hello", "hello_retry_request")))
+                                "ja4s", "ja4s_r", "ja4t", "ja4ts", "ja4l_c", "ja4l_s", "server_hello",
+                                "hello_retry_request")))
         d.update({
             "certificates": [], "client_hello_segments": 0, "client_hello_bytes": 0, "client_hello_records": 0,
             "client_hello": None, "retry_client_hello": None, "server_alert": None,
@@ -254,4 +264,5 @@ def _cert_dict(c: CertificateInfo) -> dict[str, Any]:
         "sha256": c.sha256,
         "der_length": c.der_length,
         "error": c.error,
+        "ja4x": ja4x(c.oids.issuer, c.oids.subject, c.oids.extensions) if c.oids is not None else None,
     }

@@ -78,6 +78,7 @@ class PacketFacts:
     ack: int
     head: bytes  # first payload bytes (RST payloads are a fingerprint)
     seq_expected: bool | None = None  # seq is the next one the server's stream expects
+    raw_options: bytes = b""  # the TCP options as sent: kept for SYNs and SYN-ACKs only (JA4T/JA4TS)
 
 
 class FlowEvidence:
