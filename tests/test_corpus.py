@@ -31,7 +31,7 @@ def _expected_tcp_flows(exp: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         f for f in exp["flows"]
         if ((f["transport"] == "tcp" and f["proto"] == "tls") or (f["transport"] == "udp" and f["proto"] == "quic"))
-        and (f.get("client_hello_frames") or f.get("ja4") or f.get("ja3"))
+        and (f.get("client_hello_frames") or f.get("server_hello_frames") or f.get("ja4") or f.get("ja3"))
     ]
 
 

@@ -662,7 +662,8 @@ class Analyzer:
         ch = hs.client_hello
         if ch is None and hs.http_request is not None and hs.client is not None:
             return self._http_record(flow, hs)
-        if ch is None or hs.client is None or hs.ch_msg is None:
+        server_only = ch is None and (hs.server_hello is not None or hs.hrr is not None)
+        if hs.client is None or (not server_only and (ch is None or hs.ch_msg is None)):
             return None
         c = hs.client
         cdir = flow.dirs[c]
@@ -688,13 +689,15 @@ class Analyzer:
             hello_retry_request=hs.hrr,
             retry_client_hello=hs.retry_hello,
             certificates=hs.certificates,
-            client_hello_segments=flow.ch_segments,
-            client_hello_bytes=msg.end - msg.start,
-            client_hello_records=msg.records,
+            client_hello_segments=flow.ch_segments if msg is not None else 0,
+            client_hello_bytes=msg.end - msg.start if msg is not None else 0,
+            client_hello_records=msg.records if msg is not None else 0,
             preamble_bytes=hs.preamble[c],
             server_alert=hs.server_alert,
-            outcome=flow.ev.outcome or "incomplete" if flow.ev is not None else "incomplete",
-            evidence=_evidence(flow.ev, hs, ch.sni),
+            # without the ClientHello there is no "after the hello" to gather evidence on
+            outcome=("server_hello" if server_only else
+                     flow.ev.outcome or "incomplete" if flow.ev is not None else "incomplete"),
+            evidence=_evidence(flow.ev, hs, ch.sni) if ch is not None else None,
             tcp_syn_seen=cdir.syn_seen,
             tunnelled=flow.tunnelled,
             capture=self.capture_name,

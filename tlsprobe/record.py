@@ -33,7 +33,7 @@ class HandshakeRecord:
     src_port: int
     dst_ip: str
     dst_port: int
-    client_hello: ClientHello
+    client_hello: ClientHello | None  # None: only the server's side of the handshake was captured
     transport: str = "tcp"
     ip_version: int = 4
     server_hello: ServerHello | None = None
@@ -71,9 +71,11 @@ class HandshakeRecord:
 
         JA3 and JA4 cover the first ClientHello, JA3S and JA4S the first ServerHello (the
         HelloRetryRequest when there is one), as tshark and FoxIO's tools report them.  An
-        SSLv2-format hello has no JA3 (the reference parses TLS records only).
+        SSLv2-format hello has no JA3 (the reference parses TLS records only).  Without a
+        ClientHello the client's fingerprints are None.
         """
-        fp = dict(client_fingerprints(self.client_hello, self._prefix()))
+        fp = (client_fingerprints(self.client_hello, self._prefix()) if self.client_hello is not None
+              else dict.fromkeys(("ja3", "ja3_string", "ja4", "ja4_r", "ja4_o", "ja4_ro")))
         server = server_fingerprints(self.hello_retry_request or self.server_hello, self._prefix())
         return {
             "ja3": fp["ja3"],
@@ -103,9 +105,9 @@ class HandshakeRecord:
             "transport": self.transport,
             "ip_version": self.ip_version,
             "non_standard_port": self.non_standard_port,
-            "sni": ch.sni,
-            "alpn": ch.alpn,
-            "tls_version": version_name(ch.max_version),
+            "sni": ch.sni if ch is not None else None,
+            "alpn": ch.alpn if ch is not None else [],
+            "tls_version": version_name(ch.max_version) if ch is not None else None,
         }
         d.update(self.fingerprints())
         d["ja4t"] = self.ja4t
@@ -120,7 +122,7 @@ class HandshakeRecord:
         d["client_hello_segments"] = self.client_hello_segments
         d["client_hello_bytes"] = self.client_hello_bytes
         d["client_hello_records"] = self.client_hello_records
-        d["client_hello"] = _client_hello_dict(ch)
+        d["client_hello"] = _client_hello_dict(ch) if ch is not None else None
         d["retry_client_hello"] = _retry_dict(self.retry_client_hello, self._prefix())
         d["server_alert"] = alert_dict(self.server_alert) if self.server_alert else None
         d["outcome"] = self.outcome
