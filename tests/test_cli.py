@@ -337,8 +337,8 @@ def test_analyze_directory(tmp_path: Path) -> None:
     for key in readable:  # each capture gives what it gives alone
         alone = jsonl(tlsprobe("analyze", "-f", "jsonl", str(files[key])).stdout)
         assert alone, key
-        assert sorted(r["ja4"] for r in records if r["capture"] == str(files[key])) == sorted(
-            r["ja4"] for r in alone), key
+        assert sorted((r["kind"], r["ja4"] or "") for r in records if r["capture"] == str(files[key])) == sorted(
+            (r["kind"], r["ja4"] or "") for r in alone), key
     assert {r["capture"] for r in records} == {str(files[k]) for k in readable}
     summary = json.loads(summ.read_text())
     assert summary["files"] == len(readable) and len(summary["errors"]) == 1

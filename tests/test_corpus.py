@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests import corpus_divergences as dv
-from tests.corpus import CORPUS, FIELDS, flow_key
+from tests.corpus import CORPUS, FIELDS, flow_key, ours
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
 
@@ -31,7 +31,7 @@ def _expected_tcp_flows(exp: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         f for f in exp["flows"]
         if ((f["transport"] == "tcp" and f["proto"] == "tls") or (f["transport"] == "udp" and f["proto"] == "quic"))
-        and (f.get("client_hello_frames") or f.get("ja4") or f.get("ja3"))
+        and (f.get("client_hello_frames") or f.get("server_hello_frames") or f.get("ja4") or f.get("ja3"))
     ]
 
 
@@ -73,10 +73,10 @@ def test_capture_matches_references(exp_path: Path) -> None:
             if theirs is None:
                 continue
             accepted = [theirs, *((f.get("conflicts") or {}).get(theirs_key) or {}).values()]
-            ours = rec.get(ours_key)
+            value = ours(rec, ours_key)
             cell = table[ours_key]
             cell[0] += 1
-            if ours in accepted:
+            if value in accepted:
                 cell[1] += 1
                 continue
             case = dv.find(capture, f["src_port"], ours_key)
@@ -85,7 +85,7 @@ def test_capture_matches_references(exp_path: Path) -> None:
                 cell[2] += 1
                 USED.add((capture, f["src_port"], ours_key))
                 continue
-            problems.append(f"{label} {ours_key}: ours={ours!r} references={theirs!r} "
+            problems.append(f"{label} {ours_key}: ours={value!r} references={theirs!r} "
                             f"({', '.join((f.get('provenance') or {}).get(theirs_key, []))})"
                             + (f" [case {case.case} check failed]" if case else ""))
     SUMMARY["extra_records"] += len(ours_by_key)

@@ -52,7 +52,7 @@ ANOMALIES: dict[str, str] = {
     "tls.sni.invalid_hostname": "the server name is not a valid DNS hostname",
     "tls.sni.multiple": "the server_name extension lists several names",
     "tls.alpn.not_printable": "an ALPN protocol id has non-printable bytes",
-    "tls.server_hello.without_client_hello": "a ServerHello with no ClientHello seen on the flow",
+    "tls.server_hello.without_client_hello": "a ServerHello with no ClientHello seen (record: server side only)",
     "tls.server_hello.missing": "the server answered the ClientHello in TLS records but no ServerHello was captured",
     "tls.certificate.malformed": "a Certificate message does not parse",
     "tls.certificate.too_many": "more certificates than the parse limit",

@@ -111,6 +111,8 @@ class HandshakeTracker:
         if self.http_request is not None:
             return self.server_done
         if self.client_hello is None:
+            if self.server_hello is not None or self.hrr is not None:
+                return self.server_done or any(self.not_tls)  # a ServerHello whose ClientHello was not captured
             # Either side sending a preamble's worth of plaintext with no hello: not TLS.
             return any(self.not_tls) or (self.client is not None and self.parsers[self.client].done)
         return self.server_done
@@ -183,7 +185,7 @@ class HandshakeTracker:
         if ev.content_type == CT_APPLICATION_DATA and self.client_hello is None and self.server_hello is None:
             self.midstream = True
             return
-        if not is_server or self.client_hello is None:
+        if not is_server or (self.client_hello is None and self.server_hello is None and self.hrr is None):
             return
         if ev.content_type == CT_ALERT and len(ev.head) >= 2 and self.server_alert is None:
             self.server_alert = (ev.head[0], ev.head[1])
@@ -216,10 +218,12 @@ class HandshakeTracker:
                 return False
         if d == self.client:
             return False
-        if self.client_hello is None:
-            if t == tls.HS_SERVER_HELLO:
-                self.note("tls.server_hello.without_client_hello")
-            return False
+        if self.client_hello is None and self.server_hello is None and self.hrr is None:
+            if t != tls.HS_SERVER_HELLO:
+                return False
+            # The ClientHello was not captured (a gap, or the capture started late): the
+            # server's side still gets a record, with the client fields null.
+            self.note("tls.server_hello.without_client_hello")
         if t == tls.HS_SERVER_HELLO:
             self._server_hello(m)
         elif t == SSL2_SERVER_HELLO and m.sslv2:

@@ -83,6 +83,11 @@ class Limits:
     # QUIC Initial packets decrypted per direction of a connection: a post-quantum
     # ClientHello spans two or three; retransmissions and ACK-only Initials add a few.
     max_quic_initials: int = 8
+    # After the hellos a QUIC connection is watched (first byte of each long-header datagram,
+    # no decryption) for JA4L's Handshake packets: the server's take 1-5 datagrams, the
+    # client's Handshake follows; 16 leaves room for retransmissions and stops early enough
+    # that a client which coalesces its Handshake behind an Initial does not hold the record.
+    max_quic_latency_datagrams: int = 16
     # CRYPTO bytes reassembled per direction (a ClientHello is < 4 KB; the server's Initial
     # carries only its ServerHello).
     max_quic_crypto_bytes: int = 64 * 1024

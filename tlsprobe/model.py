@@ -125,6 +125,16 @@ class ServerHello:
         return None if self.alpn_raw is None else decode_text(self.alpn_raw)
 
 
+@dataclass(slots=True, frozen=True)
+class CertificateOids:
+    """The OIDs JA4X reads from a certificate: DER contents of each issuer and subject
+    attribute type and of each extension id, in certificate order."""
+
+    issuer: tuple[bytes, ...]
+    subject: tuple[bytes, ...]
+    extensions: tuple[bytes, ...]
+
+
 @dataclass(slots=True)
 class CertificateInfo:
     """One certificate of a chain as the server sent it."""
@@ -140,6 +150,7 @@ class CertificateInfo:
     san_ip: list[str] = field(default_factory=list)
     self_signed: bool | None = None
     error: str | None = None
+    oids: CertificateOids | None = None  # for JA4X; None when the DER does not walk
 
 
 def decode_text(raw: bytes) -> str:

@@ -24,8 +24,10 @@ from tlsprobe.capture.files import CaptureFile, Packet
 from tlsprobe.decode.packet import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Decoder, Segment
 from tlsprobe.detect.context import Context
 from tlsprobe.detect.engine import RuleSet
+from tlsprobe.fingerprint import ja4plus
 from tlsprobe.flow.evidence import FlowEvidence, PacketFacts, option_kinds
-from tlsprobe.flow.quic import QuicTracker
+from tlsprobe.flow.opening import TcpOpening
+from tlsprobe.flow.quic import QuicLatency, QuicTracker
 from tlsprobe.flow.table import Flow, FlowTable, key_endpoint, reverse_key
 from tlsprobe.flow.tcp import seq_diff
 from tlsprobe.handshake import HandshakeTracker
@@ -37,7 +39,6 @@ from tlsprobe.wire.x509 import verify_chain_cached
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 _PORTS = struct.Struct("!HH")
-_NEVER = float("-inf")  # _drain(_NEVER): hold what is unsettled, release nothing by time
 R = TypeVar("R", HandshakeRecord, HttpRecord)
 
 
@@ -65,6 +66,34 @@ def _evidence(ev: FlowEvidence | None, hs: HandshakeTracker, sni: str | None) ->
         if hs.cert_ders else None
     )
     return out
+
+
+Opt = str | None
+
+
+def _tcp_ja4plus(opening: TcpOpening | None) -> tuple[Opt, Opt, Opt, Opt]:
+    """JA4T, JA4TS, JA4L-C and JA4L-S of a TCP flow from its opening packets (FoxIO License 1.1)."""
+    if opening is None:
+        return None, None, None, None
+    syn, synack = opening.syn, opening.synack
+    ja4t = ja4plus.ja4t(syn.window, syn.raw_options) if syn is not None else None
+    if synack is None:
+        return ja4t, None, None, None
+    ja4ts = ja4plus.ja4t(synack.window, synack.raw_options)
+    if syn is None or opening.ack_ts is None or synack.ts < syn.ts:
+        return ja4t, ja4ts, None, None
+    return (ja4t, ja4ts, ja4plus.ja4l(synack.ts, opening.ack_ts, syn.ttl),
+            ja4plus.ja4l(syn.ts, synack.ts, synack.ttl))
+
+
+def _quic_ja4l(lat: QuicLatency) -> tuple[Opt, Opt]:
+    """JA4L-C and JA4L-S of a QUIC connection (FoxIO License 1.1): None until the client's
+    Handshake packet came."""
+    if (not lat.complete or lat.client is None or lat.server is None or lat.server_handshake is None
+            or lat.client_handshake is None):
+        return None, None
+    return (ja4plus.ja4l(lat.server_handshake, lat.client_handshake, lat.client[1]),
+            ja4plus.ja4l(lat.client[0], lat.server[0], lat.server[1]))
 
 
 def _facts(seg: Segment, ts: float) -> PacketFacts:
@@ -184,12 +213,15 @@ class Analyzer:
         payload_end = l4 = 0
         part, nparts = self.partition
         primary = part == 0
+        held = self._held
         for ts, linktype, buf in source:
             stats.packets += 1
+            if held and ts >= held[0][0]:  # by the packet clock: the same in every -j worker
+                yield from self._settle(ts)
             if ts >= self._next_timer:
                 self._timers(ts)
-                if ready or self._held:
-                    yield from self._drain(ts)
+                if ready:
+                    yield from self._drain()
             # Fast path: Ethernet + IPv4/IPv6 + TCP, unfragmented, no extension headers,
             # no SYN, on a flow we track: skipped before any decoding when the flow is
             # finished, or when the packet carries no payload (ACKs, FINs).
@@ -240,21 +272,21 @@ class Analyzer:
                 if seg.payload and seg.payload[0] & 0x80:  # long header: maybe a QUIC Initial
                     self._udp(seg, ts)
             if ready:
-                yield from self._drain(ts)
+                yield from self._drain()
 
     def tick(self, now: float) -> Iterator[Record]:
         """The clock reached ``now`` with no packet: close the evidence windows and idle
         flows that ended by then (a live capture calls this while the network is quiet,
         so a verdict does not wait for the next packet)."""
         now = max(now, self._now)
+        yield from self._settle(now)
         if now >= self._next_timer:
             self._timers(now)
-        yield from self._drain(now)
+        yield from self._drain()
 
-    def _drain(self, now: float | None) -> Iterator[Record]:
+    def _drain(self) -> Iterator[Record]:
         """Move finished records on: final ones out, unsettled ones (the context may still
-        learn what decides them: :meth:`Context.holds`) held until ``now`` passes their
-        settle time (``None``: release every held record)."""
+        learn what decides them: :meth:`Context.holds`) held for their settle window."""
         ready, held, ctx = self.ready, self._held, self.context
         while ready:
             rec = ready.popleft()
@@ -268,6 +300,11 @@ class Analyzer:
             out = self._final(rec, rejudge=False)
             if out is not None:
                 yield out
+
+    def _settle(self, now: float | None) -> Iterator[Record]:
+        """Held records whose settle window ended by ``now`` (every one when None), judged
+        with what the run has shown since."""
+        held = self._held
         while held and (now is None or held[0][0] <= now):
             out = self._final(held.popleft()[1], rejudge=True)
             if out is not None:
@@ -279,7 +316,7 @@ class Analyzer:
         The open flows and QUIC connections are sorted by the time their record will
         carry, then closed one at a time as their records are taken: tens of thousands
         of open handshakes never become records all at once."""
-        pending: list[Record] = sorted(self._drain(_NEVER), key=lambda r: r.ts)
+        pending: list[Record] = sorted(self._drain(), key=lambda r: r.ts)
         opened: list[tuple[float, int, Flow | tuple[QuicTracker, bytes, int]]] = [
             (self._close_ts(f), id(f), f) for f in self.table.flows() if not f.done
         ]
@@ -301,9 +338,9 @@ class Analyzer:
                     self.ready.append(rec)
             else:
                 self._quic_done(*obj)
-            yield from self._drain(_NEVER)
+            yield from self._drain()
         yield from pending[i:]
-        yield from self._drain(None)  # the held records, judged with everything the run showed
+        yield from self._settle(None)  # the held records, judged with everything the run showed
         self.quic.clear()
         self.quic_count = 0
         self.quic_buffered = 0
@@ -342,7 +379,7 @@ class Analyzer:
         tracker, first_key, ipv = entry
         if tracker.done:
             return
-        tracker.datagram(0 if key == first_key else 1, seg.payload, ts)
+        tracker.datagram(0 if key == first_key else 1, seg.payload, ts, seg.ttl)
         if tracker.done:
             self._quic_done(tracker, first_key, ipv)
         n = tracker.buffered_bytes()
@@ -394,19 +431,23 @@ class Analyzer:
             evidence=tracker.evidence(),
             quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
         )
+        rec.ja4l_c, rec.ja4l_s = _quic_ja4l(tracker.latency)
         tracker.release()
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
         self.ready.append(self._detect(rec))
 
-    def _quic_flush(self, idle_before: float | None) -> None:
-        """Finish QUIC connections idle since ``idle_before`` (all of them when None)."""
+    def _quic_flush(self, idle_before: float | None, linger_before: float | None = None) -> None:
+        """Finish QUIC connections idle since ``idle_before`` (all of them when None); emit
+        those whose JA4L wait saw nothing since ``linger_before`` (the marker stays)."""
         seen: set[int] = set()
         for tracker, first_key, ipv in list(self.quic.values()):
             if id(tracker) in seen:
                 continue
             seen.add(id(tracker))
+            if tracker.linger and not tracker.done and linger_before is not None and tracker.last_ts < linger_before:
+                self._quic_done(tracker, first_key, ipv)
             if idle_before is not None and tracker.last_ts >= idle_before:
                 continue
             if not tracker.done:
@@ -437,16 +478,28 @@ class Analyzer:
         hs = flow.hs
         if flags & TH_SYN:
             direction.syn(seg.seq)
+            facts = _facts(seg, ts)
+            facts.raw_options = seg.options
             if not flags & TH_ACK:
                 if flow.client is None:
                     flow.set_client(d)
-                flow.evidence().syn = _facts(seg, ts)
+                flow.evidence().syn = facts
+                if flow.opening is None:
+                    flow.opening = TcpOpening(syn=facts)
             elif flow.client is None or flow.client != d:
-                flow.evidence().synack = _facts(seg, ts)
+                flow.evidence().synack = facts
                 flow.watch = True  # until the client's next packet: the handshake RTT
-        elif flow.watch and flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
-            flow.ev.first_client_ts = ts
-            flow.watch = hs is not None and hs.triggered
+                if flow.opening is None:
+                    flow.opening = TcpOpening(synack=facts)
+                elif flow.opening.synack is None:
+                    flow.opening.synack = facts
+        elif flow.watch:
+            opening = flow.opening
+            if opening is not None and opening.ack_ts is None and opening.synack is not None and flags & TH_ACK:
+                opening.ack_ts = ts  # JA4L's "C": the first ACK after the SYN-ACK, either side
+            if flow.client == d and flow.ev is not None and flow.ev.first_client_ts is None:
+                flow.ev.first_client_ts = ts
+                flow.watch = hs is not None and hs.triggered
         if flow.ev is not None and flow.ev.ch_ts is not None:
             self._after_hello(flow, flow.ev, d, seg, ts)
         if seg.payload and not flags & TH_RST:  # an RST's payload is diagnostic, not stream data
@@ -670,7 +723,8 @@ class Analyzer:
         ch = hs.client_hello
         if ch is None and hs.http_request is not None and hs.client is not None:
             return self._http_record(flow, hs)
-        if ch is None or hs.client is None or hs.ch_msg is None:
+        server_only = ch is None and (hs.server_hello is not None or hs.hrr is not None)
+        if hs.client is None or (not server_only and (ch is None or hs.ch_msg is None)):
             return None
         c = hs.client
         cdir = flow.dirs[c]
@@ -696,18 +750,21 @@ class Analyzer:
             hello_retry_request=hs.hrr,
             retry_client_hello=hs.retry_hello,
             certificates=hs.certificates,
-            client_hello_segments=flow.ch_segments,
-            client_hello_bytes=msg.end - msg.start,
-            client_hello_records=msg.records,
+            client_hello_segments=flow.ch_segments if msg is not None else 0,
+            client_hello_bytes=msg.end - msg.start if msg is not None else 0,
+            client_hello_records=msg.records if msg is not None else 0,
             preamble_bytes=hs.preamble[c],
             server_alert=hs.server_alert,
-            outcome=flow.ev.outcome or "incomplete" if flow.ev is not None else "incomplete",
-            evidence=_evidence(flow.ev, hs, ch.sni),
+            # without the ClientHello there is no "after the hello" to gather evidence on
+            outcome=("server_hello" if server_only else
+                     flow.ev.outcome or "incomplete" if flow.ev is not None else "incomplete"),
+            evidence=_evidence(flow.ev, hs, ch.sni) if ch is not None else None,
             tcp_syn_seen=cdir.syn_seen,
             tunnelled=flow.tunnelled,
             capture=self.capture_name,
             anomalies=anomalies,
         )
+        rec.ja4t, rec.ja4ts, rec.ja4l_c, rec.ja4l_s = _tcp_ja4plus(flow.opening)
         self.stats.handshakes += 1
         if rec.non_standard_port:
             self.stats.non_standard_port += 1
@@ -770,7 +827,7 @@ class Analyzer:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.limits.sweep_interval
         if self.quic:
-            self._quic_flush(now - self.limits.flow_idle_timeout)
+            self._quic_flush(now - self.limits.flow_idle_timeout, now - self.limits.evidence_window)
         self._evict([f for f in self.table.idle(now) if f.deadline is None or f.done], evicted=False)
 
     def _evict(self, flows: list[Flow], evicted: bool) -> None:

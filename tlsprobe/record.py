@@ -12,6 +12,7 @@ from typing import Any
 
 from tlsprobe.fingerprint.compute import client_fingerprints, server_fingerprints
 from tlsprobe.fingerprint.ja4 import HEX4
+from tlsprobe.fingerprint.ja4plus import ja4x
 from tlsprobe.model import CertificateInfo, ClientHello, ServerHello, is_grease, version_name
 
 TLS_PORT = 443
@@ -32,7 +33,7 @@ class HandshakeRecord:
     src_port: int
     dst_ip: str
     dst_port: int
-    client_hello: ClientHello
+    client_hello: ClientHello | None  # None: only the server's side of the handshake was captured
     transport: str = "tcp"
     ip_version: int = 4
     server_hello: ServerHello | None = None
@@ -52,6 +53,10 @@ class HandshakeRecord:
     tunnelled: bool = False
     capture: str | None = None
     anomalies: list[str] = field(default_factory=list)
+    ja4t: str | None = None  # JA4+ (FoxIO License 1.1): TCP client SYN
+    ja4ts: str | None = None  # TCP server SYN-ACK
+    ja4l_c: str | None = None  # latency and TTL, client side
+    ja4l_s: str | None = None  # server side
     cached: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -66,9 +71,11 @@ class HandshakeRecord:
 
         JA3 and JA4 cover the first ClientHello, JA3S and JA4S the first ServerHello (the
         HelloRetryRequest when there is one), as tshark and FoxIO's tools report them.  An
-        SSLv2-format hello has no JA3 (the reference parses TLS records only).
+        SSLv2-format hello has no JA3 (the reference parses TLS records only).  Without a
+        ClientHello the client's fingerprints are None.
         """
-        fp = dict(client_fingerprints(self.client_hello, self._prefix()))
+        fp = (client_fingerprints(self.client_hello, self._prefix()) if self.client_hello is not None
+              else dict.fromkeys(("ja3", "ja3_string", "ja4", "ja4_r", "ja4_o", "ja4_ro")))
         server = server_fingerprints(self.hello_retry_request or self.server_hello, self._prefix())
         return {
             "ja3": fp["ja3"],
@@ -98,11 +105,15 @@ class HandshakeRecord:
             "transport": self.transport,
             "ip_version": self.ip_version,
             "non_standard_port": self.non_standard_port,
-            "sni": ch.sni,
-            "alpn": ch.alpn,
-            "tls_version": version_name(ch.max_version),
+            "sni": ch.sni if ch is not None else None,
+            "alpn": ch.alpn if ch is not None else [],
+            "tls_version": version_name(ch.max_version) if ch is not None else None,
         }
         d.update(self.fingerprints())
+        d["ja4t"] = self.ja4t
+        d["ja4ts"] = self.ja4ts
+        d["ja4l_c"] = self.ja4l_c
+        d["ja4l_s"] = self.ja4l_s
         d["server_hello"] = _server_hello_dict(self.server_hello) if self.server_hello else None
         d["hello_retry_request"] = (
             _server_hello_dict(self.hello_retry_request) if self.hello_retry_request else None
@@ -111,7 +122,7 @@ class HandshakeRecord:
         d["client_hello_segments"] = self.client_hello_segments
         d["client_hello_bytes"] = self.client_hello_bytes
         d["client_hello_records"] = self.client_hello_records
-        d["client_hello"] = _client_hello_dict(ch)
+        d["client_hello"] = _client_hello_dict(ch) if ch is not None else None
         d["retry_client_hello"] = _retry_dict(self.retry_client_hello, self._prefix())
         d["server_alert"] = alert_dict(self.server_alert) if self.server_alert else None
         d["outcome"] = self.outcome
@@ -185,7 +196,8 @@ class HttpRecord:
             "non_standard_port": self.non_standard_port, "sni": None, "alpn": [], "tls_version": None,
         }
         d.update(dict.fromkeys(("ja3", "ja3_string", "ja3s", "ja3s_string", "ja4", "ja4_r", "ja4_o", "ja4_ro",
-                                "ja4s", "ja4s_r", "server_hello", "hello_retry_request")))
+                                "ja4s", "ja4s_r", "ja4t", "ja4ts", "ja4l_c", "ja4l_s", "server_hello",
+                                "hello_retry_request")))
         d.update({
             "certificates": [], "client_hello_segments": 0, "client_hello_bytes": 0, "client_hello_records": 0,
             "client_hello": None, "retry_client_hello": None, "server_alert": None,
@@ -254,4 +266,5 @@ def _cert_dict(c: CertificateInfo) -> dict[str, Any]:
         "sha256": c.sha256,
         "der_length": c.der_length,
         "error": c.error,
+        "ja4x": ja4x(c.oids.issuer, c.oids.subject, c.oids.extensions) if c.oids is not None else None,
     }

@@ -79,6 +79,7 @@ class PacketFacts:
     head: bytes  # first payload bytes (RST payloads are a fingerprint)
     seq_expected: bool | None = None  # seq is the next one the server's stream expects
     flow_label: int = 0  # IPv6 flow label (0 on IPv4)
+    raw_options: bytes = b""  # the TCP options as sent: kept for SYNs and SYN-ACKs only (JA4T/JA4TS)
 
 
 class FlowEvidence:

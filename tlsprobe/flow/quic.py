@@ -39,7 +39,9 @@ class QuicTracker:
         "keys",
         "last_dir_ts",
         "last_ts",
+        "latency",
         "limits",
+        "linger",
         "retried",
         "scid",
         "server_hello",
@@ -72,6 +74,10 @@ class QuicTracker:
         self.last_dir_ts = [ts, ts]
         self.after_ch = 0  # client datagrams after the one that completed its hello
         self.icmp: dict[str, Any] | None = None  # first ICMP error about the connection
+        self.latency = QuicLatency()
+        # datagrams still looked at (by type only) after the hellos, waiting for JA4L's
+        # client Handshake packet; 0: not waiting
+        self.linger = 0
 
     def buffered_bytes(self) -> int:
         """Bytes the CRYPTO reassembly of both directions holds now."""
@@ -91,8 +97,8 @@ class QuicTracker:
         if code not in self.anomalies:
             self.anomalies.append(code)
 
-    def datagram(self, d: int, data: bytes, ts: float) -> None:
-        """One UDP payload from direction ``d``."""
+    def datagram(self, d: int, data: bytes, ts: float, ttl: int = 0) -> None:
+        """One UDP payload from direction ``d`` (``ttl``: its IP TTL or hop limit, for JA4L)."""
         self.last_ts = ts
         self.datagrams[d] += 1
         self.last_dir_ts[d] = ts
@@ -100,13 +106,34 @@ class QuicTracker:
             self.first_dir_ts[d] = ts
         if d == self.client and self.ch_ts is not None:
             self.after_ch += 1
+        if self.linger:
+            self._late(d, data, ts)
+            return
+        self.latency.datagram(d == (self.client if self.client is not None else d), quic.first_packet_type(data),
+                              ts, ttl)
         try:
             for header in quic.iter_datagram(data):
                 self._packet(d, data, header, ts)
-                if self.done:
+                if self.done or self.linger:
                     return
         except WireError as exc:
             self.note(exc.code)
+
+    def _late(self, d: int, data: bytes, ts: float) -> None:
+        """A datagram after the hellos while JA4L waits: only its first packet's type is read."""
+        self.linger -= 1
+        self.latency.datagram(d == self.client, quic.first_packet_type(data), ts, 0)
+        if self.latency.complete or not self.linger:
+            self.linger = 0
+            self.done = True
+
+    def _hellos_in(self) -> None:
+        """Both hellos are in: finished, unless JA4L still waits for its later packets."""
+        lat = self.latency
+        if lat.client is not None and lat.server is not None and not lat.complete:
+            self.linger = self.limits.max_quic_latency_datagrams
+        else:
+            self.done = True
 
     def _packet(self, d: int, data: bytes, header: quic.LongHeader, ts: float) -> None:
         if header.packet_type == "retry":
@@ -160,7 +187,7 @@ class QuicTracker:
             if self.server_hello is not None:
                 assembler.clear()
         if self.client_hello is not None and self.server_hello is not None:
-            self.done = True
+            self._hellos_in()
 
     def _client_hello(self, hs: bytes, ts: float) -> None:
         body = _message(hs, tls.HS_CLIENT_HELLO, self.limits)
@@ -225,6 +252,38 @@ class QuicTracker:
             "server_initials": self.initials[1 - (self.client or 0)],
             "transport_parameters": params,
         }
+
+
+class QuicLatency:
+    """The packets FoxIO's JA4L reads in a QUIC handshake, by the type of each datagram's
+    first packet: A the client's first Initial (and its TTL), B the server's first Initial
+    after it (and its TTL), C the server's last Handshake before D, the client's first
+    Handshake (technical_details/JA4L.md; FoxIO's rust/ja4/src/time/udp.rs)."""
+
+    __slots__ = ("client", "client_handshake", "complete", "server", "server_handshake")
+
+    def __init__(self) -> None:
+        self.client: tuple[float, int] | None = None  # A
+        self.server: tuple[float, int] | None = None  # B
+        self.server_handshake: float | None = None  # C
+        self.client_handshake: float | None = None  # D
+        self.complete = False
+
+    def datagram(self, from_client: bool, kind: str | None, ts: float, ttl: int) -> None:
+        if self.complete or kind is None:
+            return
+        if self.client is None:
+            if from_client and kind == "initial":
+                self.client = (ts, ttl)
+        elif self.server is None:
+            if not from_client and kind == "initial":
+                self.server = (ts, ttl)
+        elif kind == "handshake":
+            if not from_client:
+                self.server_handshake = ts
+            elif self.server_handshake is not None:
+                self.client_handshake = ts
+                self.complete = True
 
 
 def _message(hs: bytes, want: int, limits: Limits) -> bytes | None:

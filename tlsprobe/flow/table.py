@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from tlsprobe.flow.evidence import FlowEvidence
+from tlsprobe.flow.opening import TcpOpening
 from tlsprobe.flow.tcp import TcpDirection
 from tlsprobe.handshake import HandshakeTracker
 from tlsprobe.limits import Limits
@@ -46,7 +47,7 @@ class Flow:
 
     __slots__ = (
         "buffered", "ch_segments", "ch_ts", "client", "deadline", "dirs", "done", "ev", "first_ts", "hs",
-        "ip_version", "key", "last_ts", "rkey", "tunnelled", "watch",
+        "ip_version", "key", "last_ts", "opening", "rkey", "tunnelled", "watch",
     )
 
     def __init__(self, key: bytes, rkey: bytes, ip_version: int, ts: float) -> None:
@@ -66,6 +67,7 @@ class Flow:
         self.watch = False  # every packet matters now: the fast path must not skip bare ACKs
         self.deadline: float | None = None  # capture time when the evidence window closes
         self.buffered = 0  # bytes charged to the run's buffer budget (see Analyzer._account)
+        self.opening: TcpOpening | None = None  # first SYN / SYN-ACK / ACK (JA4T, JA4TS, JA4L)
 
     def evidence(self) -> FlowEvidence:
         if self.ev is None:
@@ -108,6 +110,7 @@ class Flow:
         self.done = True
         self.hs = None
         self.ev = None
+        self.opening = None
         self.watch = False
         self.dirs = _DONE_DIRS  # a finished flow is only a marker for skipping its packets
 

@@ -354,7 +354,8 @@ def _anomalies(doc: Document, agg: Aggregator) -> None:
         skipped.append((Raw(f"{_n(incomplete)} handshakes whose outcome is unknown (the capture ended first); "
                             "counted, but neither failed nor completed"),))
     if agg.no_ja3:
-        skipped.append((Raw(f"{_n(agg.no_ja3)} handshakes without a JA3 (SSLv2-format hellos)"),))
+        skipped.append((Raw(f"{_n(agg.no_ja3)} handshakes without a JA3 "
+                            "(SSLv2-format hellos, or no ClientHello captured)"),))
     for name, n in sorted(agg.fingerprints_other.items()):
         skipped.append((Raw(f"{_n(n)} handshakes whose {name.upper()} was beyond the {name.upper()} table limit"),))
     if agg.comparison.truncated:

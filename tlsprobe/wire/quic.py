@@ -115,6 +115,16 @@ def looks_like_quic_long(data: bytes, offset: int = 0) -> bool:
     return data[offset + 1 : offset + 5] != b"\x00\x00\x00\x00"
 
 
+def first_packet_type(data: bytes) -> str | None:
+    """Type of the first packet of a datagram from its first byte and version alone (no
+    parsing, no decryption): ``"initial"``, ``"0rtt"``, ``"handshake"``, ``"retry"``, or
+    None for a short header or Version Negotiation."""
+    if not looks_like_quic_long(data):
+        return None
+    version = int.from_bytes(data[1:5], "big")
+    return (_V2_TYPES if version == QUIC_V2 else _V1_TYPES)[(data[0] >> 4) & 0x03]
+
+
 # -- varints -------------------------------------------------------------------------------
 
 

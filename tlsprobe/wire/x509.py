@@ -6,14 +6,16 @@ certificates are encrypted, and the import costs a noticeable share of a short r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tlsprobe.errors import WireError
 from tlsprobe.limits import VERIFY_CACHE_SIZE
-from tlsprobe.model import CertificateInfo
+from tlsprobe.model import CertificateInfo, CertificateOids
 
 if TYPE_CHECKING:
     from cryptography.x509.verification import Store
@@ -27,6 +29,8 @@ def describe_certificate(der: bytes) -> CertificateInfo:
     from cryptography import x509
 
     info = CertificateInfo(sha256=hashlib.sha256(der).hexdigest(), der_length=len(der))
+    with contextlib.suppress(WireError):  # JA4X stays null; cryptography below says what is wrong
+        info.oids = certificate_oids(der)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notes on odd-but-real certificates
         try:
@@ -49,6 +53,90 @@ def describe_certificate(der: bytes) -> CertificateInfo:
         except Exception as exc:  # a malformed SAN extension must not lose the rest
             info.error = f"SAN: {type(exc).__name__}: {exc}"[:200]
     return info
+
+
+# -- OIDs for JA4X ----------------------------------------------------------------------
+
+_SEQUENCE, _SET, _OID = 0x30, 0x31, 0x06
+_CODE = "x509.parse_error"
+
+
+def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, contents start, contents end) of the DER element at ``pos``; ``WireError`` on a
+    high tag number, an indefinite or oversized length, or an overrun of ``end``."""
+    if pos + 2 > end:
+        raise WireError(_CODE, f"element header past the end at offset {pos}")
+    tag, first = buf[pos], buf[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise WireError(_CODE, f"high tag number at offset {pos}")
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise WireError(_CODE, f"bad length form at offset {pos - 1}")
+        length = int.from_bytes(buf[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise WireError(_CODE, f"element of {length} bytes overruns at offset {pos}")
+    return tag, pos, pos + length
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    t, start, stop = _tlv(buf, pos, end)
+    if t != tag:
+        raise WireError(_CODE, f"tag 0x{t:02x} where 0x{tag:02x} belongs at offset {pos}")
+    return start, stop
+
+
+def _name_oids(buf: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """Attribute-type OIDs of a Name (SEQUENCE OF SET OF AttributeTypeAndValue), in order."""
+    oids = []
+    pos = start
+    while pos < end:
+        rdn, rdn_end = _expect(buf, pos, end, _SET)
+        while rdn < rdn_end:
+            atv, atv_end = _expect(buf, rdn, rdn_end, _SEQUENCE)
+            oid, oid_end = _expect(buf, atv, atv_end, _OID)
+            oids.append(buf[oid:oid_end])
+            rdn = atv_end
+        pos = rdn_end
+    return tuple(oids)
+
+
+def certificate_oids(der: bytes) -> CertificateOids:
+    """Issuer and subject attribute OIDs and extension OIDs of a DER certificate, each as
+    the OID's DER contents, in certificate order (what JA4X hashes).
+
+    Walks the TBSCertificate itself (no decoding of values), so certificates that
+    ``cryptography`` refuses (duplicate extensions, odd strings) still get their OIDs.
+    """
+    cert, cert_end = _expect(der, 0, len(der), _SEQUENCE)
+    pos, tbs_end = _expect(der, cert, cert_end, _SEQUENCE)
+    tag, _, stop = _tlv(der, pos, tbs_end)
+    if tag == 0xA0:  # [0] version
+        pos = stop
+    _, _, pos = _tlv(der, pos, tbs_end)  # serialNumber
+    _, pos = _expect(der, pos, tbs_end, _SEQUENCE)  # signature
+    start, pos = _expect(der, pos, tbs_end, _SEQUENCE)
+    issuer = _name_oids(der, start, pos)
+    _, pos = _expect(der, pos, tbs_end, _SEQUENCE)  # validity
+    start, pos = _expect(der, pos, tbs_end, _SEQUENCE)
+    subject = _name_oids(der, start, pos)
+    _, pos = _expect(der, pos, tbs_end, _SEQUENCE)  # subjectPublicKeyInfo
+    extensions: list[bytes] = []
+    while pos < tbs_end:
+        tag, start, stop = _tlv(der, pos, tbs_end)
+        if tag == 0xA3:  # [3] extensions
+            seq, seq_end = _expect(der, start, stop, _SEQUENCE)
+            while seq < seq_end:
+                ext, ext_end = _expect(der, seq, seq_end, _SEQUENCE)
+                oid, oid_end = _expect(der, ext, ext_end, _OID)
+                extensions.append(der[oid:oid_end])
+                seq = ext_end
+        pos = stop
+    return CertificateOids(issuer, subject, tuple(extensions))
 
 
 # -- chain verification -------------------------------------------------------------
