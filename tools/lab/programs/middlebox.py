@@ -35,16 +35,33 @@ A rule with ``"trigger": "quic_sni"`` applies to UDP: the client's QUIC Initial 
 decrypted (RFC 9001 Initial keys, via ``tlsprobe.wire.quic``), and when its SNI
 matches, that datagram and every later UDP datagram between the client and that
 server:port is dropped for ``residual_s`` seconds (GFW-style residual blocking).
+A rule with ``"trigger": "quic_drop_once"`` drops only the first client datagram of a
+connection whose Initial carries a listed SNI and lets everything after it through
+(one lost Initial: the client retransmits).
 Top-level ``local_ips`` are left to the router's kernel like ``local_ports`` (an
-intercepting proxy that owns that address); ``ttl_wander`` lists
+intercepting proxy that owns that address); ``local_dsts`` lists ``[IP, PORT]``
+pairs whose client-to-server TCP is left to the kernel (a transparent proxy that
+intercepts only some ports of some servers: policy routing delivers those SYNs to
+the proxy's ``IP_TRANSPARENT`` listener, every other flow to the same address is
+forwarded to the real server); ``ttl_wander`` lists
 ``{"server": IP, "port": P, "max_extra": 2, "seed": N}``: forwarded packets from that
 server:port get an extra TTL decrement drawn from 0..max_extra per packet (a path
 whose length wanders, e.g. ECMP).
 
+An inject spec may also imitate the server's own kernel: ``"window": "server"``
+(the last window the server advertised in a non-SYN segment of this flow; the
+client's own window of the trigger before that - same kernel defaults), ``"tcp_timestamps": true``
+(NOP NOP TS with TSval = the server's last TSval advanced by the elapsed
+milliseconds, TSecr = the client's last TSval; only when the flow negotiated
+timestamps) and ``"flow_label": "server"`` (IPv6: the server's flow label).
+ICMP and ICMPv6 (errors such as port unreachable) are forwarded like any other
+packet between the two networks.
+
 ``ttl``/``ip_id``/``df``/``window`` may be ``"copy"``: taken from the triggering
 client packet (as received, before the TTL decrement) like USTC webcontrol, which
 copies the client's IP header and swaps the addresses. ``payload`` is hex, or
-``payload_text`` literal text. Injected segments carry no TCP options; sequence
+``payload_text`` literal text. Injected segments carry no TCP options (unless
+``tcp_timestamps``); sequence
 numbers are exact (``seq`` = the trigger's ack number towards the client, the
 trigger's end towards the server) and advance over injected payload and FIN.
 A ``"block"`` flow whose client later sends FIN gets that FIN acknowledged.
@@ -131,6 +148,29 @@ class Tcp:
     window: int
     tcp_header_len: int
     payload: bytes
+    ts_val: int | None = None  # TCP timestamps option, when present
+    ts_ecr: int | None = None
+    flow_label: int = 0  # IPv6 only
+
+
+def tcp_timestamps(options: bytes) -> tuple[int, int] | None:
+    """(TSval, TSecr) of a TCP option block, or ``None``."""
+    pos = 0
+    while pos < len(options):
+        kind = options[pos]
+        if kind == 0:
+            break
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= len(options) or options[pos + 1] < 2:
+            break
+        length = options[pos + 1]
+        if kind == 8 and length == 10 and pos + 10 <= len(options):
+            val, ecr = struct.unpack("!II", options[pos + 2 : pos + 10])
+            return val, ecr
+        pos += length
+    return None
 
 
 def parse_tcp(ip: bytes) -> Tcp | None:
@@ -158,6 +198,7 @@ def parse_tcp(ip: bytes) -> Tcp | None:
         return None
     sport, dport, seq, ack, off_flags, window = struct.unpack("!HHIIHH", seg[:16])
     thl = (off_flags >> 12) * 4
+    ts = tcp_timestamps(seg[20:thl])
     return Tcp(
         version=version,
         src=str(ipaddress.ip_address(src_raw)),
@@ -175,6 +216,9 @@ def parse_tcp(ip: bytes) -> Tcp | None:
         window=window,
         tcp_header_len=thl,
         payload=seg[thl:],
+        ts_val=ts[0] if ts else None,
+        ts_ecr=ts[1] if ts else None,
+        flow_label=struct.unpack("!I", ip[0:4])[0] & 0xFFFFF if version == 6 else 0,
     )
 
 
@@ -328,9 +372,15 @@ def build_ip_tcp(
     ttl: int,
     ip_id: int,
     df: int,
+    options: bytes = b"",
+    flow_label: int = 0,
 ) -> bytes:
-    """An IPv4 or IPv6 packet carrying one TCP segment without options (struct only)."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, window, 0, 0)
+    """An IPv4 or IPv6 packet carrying one TCP segment (``options`` padded to 4 bytes; struct only)."""
+    options += b"\0" * (-len(options) % 4)
+    offset = (20 + len(options)) // 4
+    tcp = struct.pack(
+        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, offset << 4, flags, window, 0, 0
+    ) + options
     seg_len = len(tcp) + len(payload)
     if version == 4:
         pseudo = src + dst + struct.pack("!BBH", 0, IPPROTO_TCP, seg_len)
@@ -344,7 +394,7 @@ def build_ip_tcp(
         )
         header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     else:
-        header = struct.pack("!IHBB16s16s", 6 << 28, seg_len, IPPROTO_TCP, ttl, src, dst)
+        header = struct.pack("!IHBB16s16s", 6 << 28 | flow_label & 0xFFFFF, seg_len, IPPROTO_TCP, ttl, src, dst)
     return header + tcp + payload
 
 
@@ -361,6 +411,10 @@ class Flow:
     to_client_ack: int = 0
     seen_payload: bool = False
     dropped_once: bool = False
+    server_ts: tuple[int, float] | None = None  # (last TSval from the server, when seen)
+    client_ts: int | None = None  # last TSval from the client
+    server_window: int | None = None  # last window of a non-SYN server segment (scaled, as sent)
+    server_flow_label: int = 0
 
 
 @dataclass(order=True)
@@ -403,6 +457,8 @@ class Middlebox:
         self.local_ips: set[str] = set()
         self.wander: dict[tuple[str, int], tuple[int, random.Random]] = {}
         self.quic_blocked: dict[tuple[str, str, int], float] = {}  # (client, server, port) -> until
+        self.quic_dropped_once: set[tuple[str, int, str, int]] = set()
+        self.local_dsts: set[tuple[str, int]] = set()
         self.ip_id_counters: dict[str, int] = {}
         self.load_rules()
 
@@ -416,6 +472,7 @@ class Middlebox:
         self.rules = list(doc.get("rules", []))
         self.local_ports = set(doc.get("local_ports", []))
         self.local_ips = {str(ipaddress.ip_address(a)) for a in doc.get("local_ips", [])}
+        self.local_dsts = {(str(ipaddress.ip_address(a)), int(p)) for a, p in doc.get("local_dsts", [])}
         self.wander = {
             (str(ipaddress.ip_address(w["server"])), int(w["port"])): (
                 int(w.get("max_extra", 2)),
@@ -425,6 +482,7 @@ class Middlebox:
         }
         self.flows.clear()
         self.quic_blocked.clear()
+        self.quic_dropped_once.clear()
         self.ip_id_counters.clear()
 
     def on_sighup(self, *_: object) -> None:
@@ -511,7 +569,7 @@ class Middlebox:
         if from_client and dst in self.local_ips:
             return  # an address the router itself answers for (an intercepting proxy)
         tcp = parse_tcp(bytes(ip))
-        if tcp and from_client and tcp.dport in self.local_ports:
+        if tcp and from_client and (tcp.dport in self.local_ports or (tcp.dst, tcp.dport) in self.local_dsts):
             return  # policy routing delivers it to a local (transparent proxy) socket
         if tcp and not self.inspect(tcp, from_client, bytes(ip)):
             return
@@ -526,7 +584,7 @@ class Middlebox:
 
     def inspect_udp(self, ip: bytes, from_client: bool) -> bool:
         """QUIC SNI rules with residual blocking; return whether to forward the datagram."""
-        quic_rules = [r for r in self.rules if r.get("trigger") == "quic_sni"]
+        quic_rules = [r for r in self.rules if r.get("trigger") in ("quic_sni", "quic_drop_once")]
         if not quic_rules:
             return True
         udp = parse_udp(ip)
@@ -545,9 +603,18 @@ class Middlebox:
             ports = rule.get("ports")
             if ports and udp.dport not in ports:
                 continue
+            conn = (udp.src, udp.sport, udp.dst, udp.dport)
+            if rule.get("trigger") == "quic_drop_once" and conn in self.quic_dropped_once:
+                continue
             sni = quic_initial_sni(udp.payload)
             if not sni or is_ip_literal(sni) or not name_matches(sni, [p.lower() for p in rule.get("match", [])]):
                 continue
+            if rule.get("trigger") == "quic_drop_once":
+                self.quic_dropped_once.add(conn)
+                emit("trigger", rule=rule.get("name"), flow=list(conn), sni=sni, proto="udp")
+                emit("drop", flow=list(conn), why=f"rule {rule.get('name')} (once)", proto="udp",
+                     len=len(udp.payload))
+                return False
             self.quic_blocked[key] = now + float(rule.get("residual_s", 0))
             emit("trigger", rule=rule.get("name"), flow=[udp.src, udp.sport, udp.dst, udp.dport], sni=sni,
                  proto="udp", residual_s=rule.get("residual_s", 0))
@@ -581,6 +648,15 @@ class Middlebox:
             if not from_client or not tcp.flags & SYN:
                 return True  # not a connection the lab opened while these rules were loaded
             flow = self.flows[key] = Flow()
+        if from_client:
+            if tcp.ts_val is not None:
+                flow.client_ts = tcp.ts_val
+        else:
+            if tcp.ts_val is not None:
+                flow.server_ts = (tcp.ts_val, time.monotonic())
+            if not tcp.flags & SYN:  # a SYN's window is never scaled; later ones are
+                flow.server_window = tcp.window
+            flow.server_flow_label = tcp.flow_label
         if flow.state == "block":
             if from_client and tcp.flags & FIN:
                 self.ack_client_fin(key, flow, tcp)
@@ -597,7 +673,7 @@ class Middlebox:
         flow.seen_payload = True
         for rule in self.rules:
             ports = rule.get("ports")
-            if (ports and tcp.dport not in ports) or rule.get("trigger") == "quic_sni":
+            if (ports and tcp.dport not in ports) or str(rule.get("trigger")).startswith("quic_"):
                 continue
             matched, detail = self.matches(rule, tcp, first, flow)
             if not matched:
@@ -659,15 +735,27 @@ class Middlebox:
             ttl = tcp.ttl if spec.get("ttl", 64) == "copy" else int(spec.get("ttl", 64))
             ip_id_mode = spec.get("ip_id", 0)
             df = tcp.df if spec.get("df", 0) == "copy" else int(spec.get("df", 0))
-            window = tcp.window if spec.get("window", 0) == "copy" else int(spec.get("window", 0))
+            wspec = spec.get("window", 0)
+            if wspec == "server":
+                # before the server sent anything but its SYN-ACK, the trigger's own window stands in: the
+                # lab's server runs the same kernel defaults as the client and advertises the same at that point
+                window = tcp.window if flow.server_window is None else flow.server_window
+            else:
+                window = tcp.window if wspec == "copy" else int(wspec)
             count = int(spec.get("count", 1))
             if spec.get("to", "client") == "client":
                 ack = flow.to_client_ack  # set even without the ACK flag, as webcontrol does
                 ids = [self.next_ip_id(rule, ip_id_mode, spec, tcp) for _ in range(count)]
+                options = b""
+                if spec.get("tcp_timestamps") and flow.server_ts is not None:
+                    # the server's clock (1 kHz, as Linux) at the moment the packet leaves
+                    val = flow.server_ts[0] + round((time.monotonic() + extra - flow.server_ts[1]) * 1000)
+                    options = b"\x01\x01\x08\x0a" + struct.pack("!II", val & 0xFFFFFFFF, flow.client_ts or 0)
+                label = flow.server_flow_label if spec.get("flow_label") == "server" else 0
                 for ip_id in ids:
                     packet = build_ip_tcp(
                         tcp.version, tcp.dst_raw, tcp.src_raw, tcp.dport, tcp.sport, flow.to_client_seq, ack,
-                        flags, window, payload, ttl, ip_id, df,
+                        flags, window, payload, ttl, ip_id, df, options, label,
                     )
                     self.send(self.args.client_if, packet, extra)
                 flow.to_client_seq += len(payload) + (1 if flags & FIN else 0)
