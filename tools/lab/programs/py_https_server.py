@@ -6,6 +6,9 @@ negotiated it speaks a minimal HTTP/2: SETTINGS exchange, one response (HEADERS
 and DATA) on the client's first stream, then GOAWAY. Stdlib only.
 
     python3 py_https_server.py --port 443 --cert fullchain.pem --key leaf.key
+
+``--alt-svc 'h3=":443"; ma=86400'`` adds that ``Alt-Svc`` header to every response
+(HTTP/1.1 and HTTP/2), as a server that also speaks HTTP/3 announces it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_DATA, H2_HEADERS, H2_SETTINGS, H2_GOAWAY = 0x0, 0x1, 0x4, 0x7
 FLAG_END_STREAM, FLAG_ACK, FLAG_END_HEADERS = 0x1, 0x1, 0x4
 CONN_TIMEOUT = 10.0
+ALT_SVC = ""  # --alt-svc
 
 
 def log(msg: str) -> None:
@@ -72,6 +76,9 @@ def hpack_literal(index: int, value: str) -> bytes:
 def h2_response(stream: int, body: bytes) -> bytes:
     """HEADERS (:status 200, content-type, content-length) and DATA frames for ``body``."""
     block = b"\x88" + hpack_literal(31, "text/plain") + hpack_literal(28, str(len(body)))
+    if ALT_SVC:  # literal without indexing, new name (no static-table entry for alt-svc)
+        value = ALT_SVC.encode()
+        block += b"\x00\x07alt-svc" + bytes([len(value)]) + value
     return h2_frame(H2_HEADERS, FLAG_END_HEADERS, stream, block) + h2_frame(
         H2_DATA, FLAG_END_STREAM, stream, body
     )
@@ -106,6 +113,7 @@ def serve_http1(conn: ssl.SSLSocket) -> None:
     body = body_for("http/1.1", str(conn.version()))
     conn.sendall(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        + (f"Alt-Svc: {ALT_SVC}\r\n" if ALT_SVC else "").encode()
         + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
         + body
     )
@@ -160,7 +168,10 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert", required=True, help="PEM chain: leaf then intermediate")
     parser.add_argument("--key", required=True)
+    parser.add_argument("--alt-svc", default="", help="Alt-Svc header value (HTTP/3 announcement)")
     args = parser.parse_args()
+    global ALT_SVC
+    ALT_SVC = args.alt_svc
     ctx = make_context(args.cert, args.key)
     with listen(args.port) as sock:
         log(f"listening on [::]:{args.port}")

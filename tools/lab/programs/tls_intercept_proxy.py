@@ -18,6 +18,11 @@ address and port. Stdlib plus the ``openssl`` CLI::
 
     python3 tls_intercept_proxy.py --port 443 --port 8443 --ca-cert ca.pem --ca-key ca.key \\
         --workdir /tmp/x --upstream-ca root.pem
+
+``--ipv6`` adds an ``[::]:PORT`` listener (``IPV6_TRANSPARENT``, IPv6 only: set
+``net.ipv6.bindv6only=1`` or it may clash with the IPv4 one) for the same
+policy routing with ``ip -6 rule`` / ``ip -6 route add local ::/0``; ``--leaf-org``
+sets the O= of the minted leaves.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import threading
 from pathlib import Path
 
 IP_TRANSPARENT = 19
+IPV6_TRANSPARENT = 75
 LEAF_ORG = "tlsprobe lab interception proxy"
 _EXT = """\
 basicConstraints = critical, CA:FALSE
@@ -51,8 +57,9 @@ def log(**fields: object) -> None:
 class CertFactory:
     """Issues (and caches) a leaf certificate per server name from the interception CA."""
 
-    def __init__(self, ca_cert: Path, ca_key: Path, workdir: Path) -> None:
+    def __init__(self, ca_cert: Path, ca_key: Path, workdir: Path, leaf_org: str = LEAF_ORG) -> None:
         self.ca_cert, self.ca_key, self.workdir = ca_cert, ca_key, workdir
+        self.leaf_org = leaf_org
         self.lock = threading.Lock()
         self.contexts: dict[str, ssl.SSLContext] = {}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +86,7 @@ class CertFactory:
                     "-key",
                     str(self.key),
                     "-subj",
-                    f"/O={LEAF_ORG}/CN={name}",
+                    f"/O={self.leaf_org}/CN={name}",
                     "-out",
                     f"{safe}.csr",
                 )
@@ -171,12 +178,17 @@ def factory_default(factory: CertFactory, name: str) -> tuple[str, str]:
     return str(factory.workdir / f"{safe}.chain.pem"), str(factory.key)
 
 
-def serve(port: int, factory: CertFactory, args: argparse.Namespace) -> None:
+def serve(port: int, factory: CertFactory, args: argparse.Namespace, family: int = socket.AF_INET) -> None:
     """Accept loop for one transparent listener."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(family, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-    srv.bind(("0.0.0.0", port))
+    if family == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        srv.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+        srv.bind(("::", port))
+    else:
+        srv.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        srv.bind(("0.0.0.0", port))
     srv.listen(16)
     log(listening=port)
     while True:
@@ -193,9 +205,14 @@ def main() -> int:
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--upstream-ca", help="CA file to verify the real server with")
     parser.add_argument("--default-name", help="certificate name when the client sends no SNI")
+    parser.add_argument("--ipv6", action="store_true", help="also listen on [::]:PORT (IPv6 only)")
+    parser.add_argument("--leaf-org", default=LEAF_ORG, help="O= of the minted leaf certificates")
     args = parser.parse_args()
-    factory = CertFactory(args.ca_cert, args.ca_key, args.workdir)
-    threads = [threading.Thread(target=serve, args=(p, factory, args), daemon=True) for p in args.port]
+    factory = CertFactory(args.ca_cert, args.ca_key, args.workdir, args.leaf_org)
+    families = [socket.AF_INET, socket.AF_INET6] if args.ipv6 else [socket.AF_INET]
+    threads = [
+        threading.Thread(target=serve, args=(p, factory, args, fam), daemon=True) for p in args.port for fam in families
+    ]
     for t in threads:
         t.start()
     for t in threads:
