@@ -188,7 +188,7 @@ def test_lab_did_what_it_drew(runs: dict[int, tuple[dict[str, Any], list[Any]]])
     problems = [f"seed {s}: {p}" for s, (doc, _) in runs.items() for p in doc["lab_problems"]]
     assert not problems, "\n".join(problems)
     for seed, (doc, pairs) in runs.items():
-        assert 40 <= len(doc["flows"]) <= 70, seed
+        assert 50 <= len(doc["flows"]) <= 90, seed
         assert all(rec is not None for _, rec in pairs), [f["name"] for f, r in pairs if r is None]
 
 

@@ -13,10 +13,17 @@ count, targets, in-path or on-path, DF, window, reaction delay), new ports, serv
 addresses, host names, client programs and IP versions.  The lab is the same
 3-namespace lab (``netns.py``, namespaces ``tr<seed>-client|router|server`` so it never
 collides with ``tp-*``): ``programs/middlebox.py`` forwards and injects in the router
-with one rule set for the whole run, Debian's ``sslsplit`` intercepts TLS for two
-router-owned addresses (each instance with its own freshly generated CA with a
-made-up name), and real servers (Python ``ssl``, node, ``tcp_gate_server.py``, aioquic)
-answer real clients (curl, Python ``ssl``, node, aioquic).  Flows run concurrently
+with one rule set for the whole run.  TLS interception is transparent: two Debian
+``sslsplit`` instances (``tproxy`` NAT engine, TLS 1.2 forced) and one TLS 1.3 capable
+transparent proxy (``programs/tls_intercept_proxy.py``) each own some ports of some
+server addresses; policy routing in the router (``ip rule iif eth-client to ADDR
+ipproto tcp dport PORT lookup 100`` + ``local`` routes in table 100, no netfilter)
+delivers those connections to the proxy's ``IP_TRANSPARENT`` listener, which answers
+*as the server's address* and connects upstream to the original destination; every
+other port or address goes to the real server.  Each proxy has its own freshly
+generated CA with a made-up name.  Real servers (Python ``ssl``, node,
+``tcp_gate_server.py``, aioquic) answer real clients (curl, Python ``ssl``, node,
+aioquic).  Flows run concurrently
 (a few at a time) under one ``tcpdump`` on the client's interface.
 
 ``<out>/random-<seed>.pcap`` and ``<out>/random-<seed>.labels.json`` are written.
@@ -59,6 +66,7 @@ from netns import (
     CLIENT_NS,
     CLIENT_V4,
     CLIENT_V6,
+    ROUTER_CLIENT_IF,
     ROUTER_NS,
     SERVER_IF,
     SERVER_NS,
@@ -72,14 +80,17 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 SERVER_TTL_SEEN = 63  # Linux initial 64, one hop (the router)
 DOMAIN = "tlsprobe.test"
 SERVER_POOL = list(range(10, 30))  # host parts of the server addresses: 10.77.2.N, fd77:2::N
-PROXY_HOSTS = (201, 202)  # router-owned addresses the sslsplit instances answer for
+TPROXY_TABLE = "100"  # router routing table with the ``local`` routes for intercepted flows
 MAX_WORKERS = 6
 STAGGER_S = 0.12  # between flow starts
 BLACKHOLE_WAIT_S = 12.0  # capture at least this long: py_https_server closes idle connections after 10 s
-TLS_PORT_POOL = [443, 2053, 2083, 2087, 4433, 5443, 6443, 7443, 8443, 8843, 9443, 10443, 11443, 12443]
+TLS_PORT_POOL = [443, 444, 1443, 2053, 2083, 2087, 3443, 4433, 4443, 5443, 6443, 7443, 8443, 8444, 8843, 9443,
+                 9444, 10443, 11443, 12443, 18443]
 HTTP_PORT_POOL = [80, 3000, 8000, 8080, 8888, 9080]
 ADMIN_PORT_POOL = [8006, 8834, 9090, 10000, 5001, 7071, 9200, 4343, 8181, 8291]
-QUIC_PORT_POOL = [443, 4443, 8443, 9443]
+QUIC_PORT_POOL = [443, 4433, 4443, 7443, 8443, 9443, 10443]
+BROWSE_KINDS = ["shop", "news", "mail", "media", "travel", "bank", "games", "tube", "cloud", "market", "wiki", "social"]
+BROWSE_PREFIXES = ["", "www.", "www.", "mail.", "static.", "api.", "m.", "cdn.", "login."]
 SYLLABLES = ["ka", "lo", "ver", "min", "tas", "do", "rel", "qua", "zen", "fi", "mor", "bat", "sil", "nex", "tor",
              "vy", "pel", "gra", "hu", "ost", "ran", "ble", "cy", "dru"]
 
@@ -126,7 +137,7 @@ class Flow:
     ip_version: int
     transport: str  # tcp | udp
     protocol: str  # tls | http | quic
-    server_host: int  # N of 10.77.2.N / fd77:2::N (or a proxy address)
+    server_host: int  # N of 10.77.2.N / fd77:2::N
     port: int
     sni: str | None
     client: str  # python | curl | node | quic
@@ -140,6 +151,7 @@ class Flow:
     timeout: float = 5.0
     chain: str | None = None  # flows of one chain run in order, in one worker
     expect_fire: bool | None = None  # must the middlebox rule fire on this flow?
+    no_timestamps: bool = False  # run with net.ipv4.tcp_timestamps=0 in the client namespace
     description: str = ""
 
     @property
@@ -155,12 +167,24 @@ class Flow:
 
 @dataclass
 class Proxy:
-    """One sslsplit instance: its router-owned address, ports and upstream."""
+    """One transparent intercepting proxy: the server addresses and ports it takes over."""
 
     index: int
-    host: int
+    software: str  # sslsplit | tls_intercept_proxy
     ca_name: dict[str, str]
-    ports: dict[int, tuple[int, int]]  # listen port -> (upstream server host, upstream port)
+    hosts: list[int]  # server addresses (N) whose ``ports`` it intercepts
+    ports: list[int]
+
+    @property
+    def tls(self) -> str:
+        """What the proxy negotiates with the client."""
+        if self.software == "sslsplit":
+            return "TLS 1.2 forced (sslsplit -r tls12)"
+        return "the client's version (TLS 1.3), mirrored upstream"
+
+    def dsts(self) -> list[tuple[str, int]]:
+        """Every (server address, port) it intercepts, IPv4 and IPv6."""
+        return [(a, port) for h in self.hosts for a in (v4(h), v6(h)) for port in self.ports]
 
 
 @dataclass
@@ -176,6 +200,7 @@ class Draw:
     ttl_wander: list[dict[str, Any]]
     org: dict[str, Any]
     selfsigned: list[dict[str, str]]
+    browse_domains: list[str]
 
 
 class Drawer:
@@ -184,6 +209,14 @@ class Drawer:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
+        self.link = self.rng.randint(15, 40)  # router<->server one-way delay (ms); RTT ~ 2x
+        self.proxy_ports: set[int] = set()
+        self.origins: dict[tuple[int, ...], int] = {}
+        self.browse_domains = []
+        for _ in range(7):
+            dom = f"{word(self.rng, 2)}-{self.rng.choice(BROWSE_KINDS)}.{self.rng.choice(['test', 'example'])}"
+            if dom not in self.browse_domains:
+                self.browse_domains.append(dom)
         self.servers: dict[tuple[str, int], Server] = {}
         self.rules: list[dict[str, Any]] = []
         self.flows: list[Flow] = []
@@ -204,6 +237,10 @@ class Drawer:
                 self.used_names.add(n)
                 return n
 
+    def browse_name(self) -> str:
+        """A name a browsing client asks for: one of several unrelated registrable domains."""
+        return self.rng.choice(BROWSE_PREFIXES) + self.rng.choice(self.browse_domains)
+
     def host(self) -> int:
         """A server address (host part) from the pool; addresses are reused across scenarios."""
         return self.rng.choice(self.hosts[:12])
@@ -211,7 +248,8 @@ class Drawer:
     def tls_port(self) -> int:
         """A TLS port with a genuine server (created on first use)."""
         existing = [p for (t, p), s in self.servers.items()
-                    if t == "tcp" and s.kind in ("py_https", "node_https") and s.cert == "lab"]
+                    if t == "tcp" and s.kind in ("py_https", "node_https") and s.cert == "lab"
+                    and p not in self.proxy_ports]
         if existing and (len(existing) >= 5 or self.rng.random() < 0.5):
             return self.rng.choice(existing)
         port = self.free_tls.pop()
@@ -272,6 +310,21 @@ class Drawer:
 
     # -- injector parameter draws --
 
+    def reaction_delay(self, off: int, on_path: bool, near_client: tuple[float, float]) -> float:
+        """Injection delay (ms) from the injector's position, which the TTL offset tells.
+
+        An injector one or two hops before the server (``|off| <= 2``) sits next to it:
+        the client's hello reaches it about when it reaches the server, and its packets
+        travel back as far as the server's, so its reaction arrives 0.9-1.1 x RTT after
+        the hello (RTT = 2 x the router<->server delay, which is where the lab puts the
+        path).  On-path, a reaction later than the server's own answer would be out of
+        window and useless, so on-path near-server injectors stay at 0.9-0.97 x RTT.
+        Further away (larger offsets) it is near the client: ``near_client`` ms.
+        """
+        if abs(off) <= 2:
+            return round(self.rng.uniform(0.9, 0.97 if on_path else 1.1) * 2 * self.link, 1)
+        return round(self.rng.uniform(*near_client), 1)
+
     def reset_params(self, style: str) -> dict[str, Any]:
         """Injector parameters of a reset injector of ``style`` (generic or a provider's shape)."""
         ttl, off = self.ttl()
@@ -279,16 +332,27 @@ class Drawer:
         if style == "gfw_type1":
             return {"style": style, "ttl": ttl, "ttl_offset": off, "ip_id_mode": "fixed", "ip_id": 0, "flags": "R",
                     "count": 1, "targets": ["client", "server"], "mode": "on-path", "df": 0,
-                    "window": rng.choice([0, rng.randrange(1, 65536)]), "delay_ms": round(rng.uniform(5, 20), 1)}
+                    "window": rng.choice([0, rng.randrange(1, 65536)]),
+                    "delay_ms": self.reaction_delay(off, True, (5, 20))}
         if style == "gfw_type2":
             return {"style": style, "ttl": ttl, "ttl_offset": off, "ip_id_mode": "fixed",
                     "ip_id": rng.randrange(0x00A3, 0xFE5F), "flags": "RA", "count": 3,
                     "targets": ["client", "server"], "mode": "on-path", "df": 1, "window": rng.randrange(1, 65536),
-                    "delay_ms": round(rng.uniform(5, 20), 1)}
+                    "delay_ms": self.reaction_delay(off, True, (5, 20))}
         if style == "henan":
             return {"style": style, "ttl": ttl, "ttl_offset": off, "ip_id_mode": "fixed", "ip_id": 1, "flags": "RA",
                     "count": 1, "targets": ["client"], "mode": "on-path", "df": 0, "window": 0,
-                    "payload_hex": mk.HENAN_PAYLOAD, "delay_ms": round(rng.uniform(0.5, 5), 1)}
+                    "payload_hex": mk.HENAN_PAYLOAD, "delay_ms": self.reaction_delay(off, True, (0.5, 5)),
+                    "inspects": "only segments without TCP options (20-byte TCP header)"}
+        path = rng.choice(["in-path", "on-path"])
+        delay = self.reaction_delay(off, path == "on-path", (0, 20))
+        if abs(off) <= 2 and rng.random() < 0.5:
+            # next to the server and imitating its kernel's abort: one RST+ACK, IP ID 0, DF, the server's
+            # window, TCP timestamps on the server's clock, the server's IPv6 flow label - only the TTL differs
+            return {"style": "generic", "imitates": "linux_server_reset", "ttl": ttl, "ttl_offset": off,
+                    "ip_id_mode": "fixed", "ip_id": 0, "ip_id_base": None, "flags": "RA", "count": 1,
+                    "targets": rng.choice([["client"], ["client", "server"]]), "mode": path, "df": 1,
+                    "window": "server", "tcp_timestamps": True, "flow_label": "server", "delay_ms": delay}
         mode = rng.choice(["fixed", "random", "increment", "copy"])
         ip_id: int | None = None
         if mode == "fixed":
@@ -303,13 +367,13 @@ class Drawer:
             "flags": rng.choice(["RA", "R"]),
             "count": rng.randint(1, 3),
             "targets": rng.choice([["client"], ["client", "server"]]),
-            "mode": rng.choice(["in-path", "on-path"]),
+            "mode": path,
             "df": rng.choice([0, 1]),
             "window": rng.choice([0, rng.randrange(1, 65536)]),
-            "delay_ms": round(rng.uniform(0, 20), 1),
+            "delay_ms": delay,
         }
 
-    def box_params(self) -> dict[str, Any]:
+    def box_params(self, on_path: bool = False) -> dict[str, Any]:
         """IP/TCP behaviour of an injector that also serves pages (TTL, IP ID, DF, window)."""
         ttl, off = self.ttl()
         mode = self.rng.choice(["fixed", "random", "increment"])
@@ -317,7 +381,7 @@ class Drawer:
                 "ip_id": self.rng.choice([0, self.rng.randrange(2, 65536)]) if mode == "fixed" else None,
                 "ip_id_base": self.rng.randrange(0, 65536) if mode == "increment" else None,
                 "df": self.rng.choice([0, 1]), "window": self.rng.choice([0, self.rng.randrange(1, 65536)]),
-                "delay_ms": round(self.rng.uniform(0, 15), 1)}
+                "delay_ms": self.reaction_delay(off, on_path, (0, 15))}
 
     @staticmethod
     def spec(to: str, flags: str, p: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -326,6 +390,9 @@ class Drawer:
         ip_id: Any = p["ip_id"] if mode == "fixed" else mode
         doc: dict[str, Any] = {"to": to, "flags": flags, "count": p.get("count", 1), "ttl": p["ttl"],
                                "ip_id": ip_id, "df": p["df"], "window": p["window"]}
+        for key in ("tcp_timestamps", "flow_label"):
+            if p.get(key):
+                doc[key] = p[key]
         if mode == "increment":
             doc["ip_id_base"] = p["ip_id_base"]
             doc["counter"] = p.get("counter", "")
@@ -354,18 +421,28 @@ class Drawer:
             port = self.http_port() if http else self.tls_port()
             name = self.name("blocked")
             trigger = "http_host" if http else "tls_sni"
-            self.reset_rule(f"reset-{i}-{style}", port, [name], p, trigger)
+            rule = self.reset_rule(f"reset-{i}-{style}", port, [name], p, trigger)
+            henan = style == "henan"
+            if henan:
+                rule["require_tcp_header_len"] = 20  # only segments without TCP options
             host = self.host()
             client = "curl" if http and self.rng.random() < 0.5 else ("python" if http else self.tls_client())
             for ver in (4, 6):
                 self.flow(label=f"rst-{style}-v{ver}", category="rst_injection", pattern="rst_injection",
                           provider=providers[style], ip_version=ver, transport="tcp",
                           protocol="http" if http else "tls", server_host=host, port=port, sni=name, client=client,
-                          trigger=trigger, injector=p, expect_fire=True,
+                          trigger=trigger, injector=p, expect_fire=True, no_timestamps=henan,
                           description=f"{style} reset injector ({p['mode']}, {p['count']}x {p['flags']}, "
                           f"TTL {p['ttl']} = server {p['ttl_offset']:+d}, IP ID {p['ip_id_mode']}, "
                           f"to {'+'.join(p['targets'])}, {p['delay_ms']} ms) keyed on "
-                          f"{'Host' if http else 'SNI'}")
+                          f"{'Host' if http else 'SNI'}"
+                          + ("; the client has TCP timestamps off, so its hello has no TCP options" if henan else ""))
+            if henan:
+                self.flow(label="henan-options-ignored", category="dpi_ignores_tcp_options", pattern=None,
+                          provider=None, ip_version=self.version(), transport="tcp", protocol="tls", server_host=host,
+                          port=port, sni=name, client=client, client_ok=True, expect_fire=False,
+                          description="the Henan-style box's blocked name, but the client sends TCP timestamps: "
+                          "a hello with TCP options is not inspected, nothing happens")
             # a control: same server and port, a name the injector does not list
             if self.rng.random() < 0.6:
                 self.flow(label="control-allowed", category="control", pattern=None, provider=None,
@@ -408,7 +485,7 @@ class Drawer:
                   sni=name, client=self.tls_client(), trigger="tls_sni", injector=dict(p, page="beaver-403"),
                   expect_fire=True, description="Beaver 403 in plaintext instead of a ServerHello")
         # Tencent webblock on plain HTTP (on-path: 302 + FIN to the client, RST+ACK to the server)
-        p = self.box_params()
+        p = self.box_params(on_path=True)
         port, name = self.http_port(), self.name("site")
         page = mk.TENCENT_302.replace(mk.BLOCKED, name)
         self.rule("tencent-webblock", port, [name], trigger="http_host", delay_ms=p["delay_ms"],
@@ -420,7 +497,8 @@ class Drawer:
                   client_ok=True, expect_fire=True, description="Tencent-style 302 to dnspod webblock")
         # an unknown generic page, on TLS and on HTTP
         for proto in ("tls", "http"):
-            p = self.box_params()
+            in_path = proto == "tls" or self.rng.random() < 0.5
+            p = self.box_params(on_path=not in_path)
             port = self.tls_port() if proto == "tls" else self.http_port()
             name = self.name("policy")
             title = self.rng.choice(["Access denied", "Site blocked", "Web Filter", "Restricted content",
@@ -431,7 +509,6 @@ class Drawer:
             status = self.rng.choice(["403 Forbidden", "200 OK", "451 Unavailable For Legal Reasons"])
             page = (f"HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n"
                     f"Connection: close\r\n\r\n{body}")
-            in_path = proto == "tls" or self.rng.random() < 0.5
             self.rule(f"generic-page-{proto}", port, [name], trigger="tls_sni" if proto == "tls" else "http_host",
                       forward_trigger=not in_path, after="block" if in_path else "pass", delay_ms=p["delay_ms"],
                       inject=[self.spec("client", "PA", p, payload_text=page), self.spec("client", "FA", p)])
@@ -472,35 +549,106 @@ class Drawer:
                       timeout=6.0,
                       expect_fire=True, description="ClientHello dropped for good (TCP handshake completes)")
 
+    def alt_svc_origin(self, udp_ports: list[int]) -> int:
+        """A TLS-over-TCP server whose responses announce HTTP/3 on ``udp_ports`` (Alt-Svc); its TCP port."""
+        key = tuple(udp_ports)
+        if key in self.origins:
+            return self.origins[key]
+        if udp_ports[0] in self.free_tls and ("tcp", udp_ports[0]) not in self.servers:
+            port = udp_ports[0]  # h3 on the same port number as the TCP origin, as most sites do
+            self.free_tls.remove(port)
+        else:
+            port = self.free_tls.pop()
+        alt = ", ".join(f'h3=":{p}"; ma=86400' for p in udp_ports)
+        self.servers[("tcp", port)] = Server(port, "py_https", args=["--alt-svc", alt])
+        self.origins[key] = port
+        return port
+
+    def discovery(self, ver: int, host: int, udp_ports: list[int], sni: str, chain: str) -> None:
+        """The HTTPS (TCP) fetch a browser makes before it tries HTTP/3: it learns Alt-Svc from it."""
+        port = self.alt_svc_origin(udp_ports)
+        self.flow(label=f"quic-discovery-v{ver}", category="quic_discovery", pattern=None, provider=None,
+                  ip_version=ver, transport="tcp", protocol="tls", server_host=host, port=port, sni=sni,
+                  client=self.rng.choice(["curl", "curl", "python"]), client_ok=True, chain=chain, expect_fire=False,
+                  description=f"HTTPS over TCP to the same server address first; the response's Alt-Svc announces "
+                  f"h3 on udp/{'+'.join(map(str, udp_ports))}")
+
     def quic(self, servers: dict[tuple[str, int], Server]) -> None:
-        """QUIC Initial drops keyed on the decrypted SNI, with residual blocking of server:port."""
-        qport, qport2 = self.rng.sample(QUIC_PORT_POOL, 2)
+        """QUIC as browsers use it: an HTTPS (TCP) fetch teaches Alt-Svc, then HTTP/3 is tried.
+
+        Initial drops keyed on the decrypted SNI with residual blocking of server:port, a control,
+        and hard negatives: no server on the announced port (ICMP port unreachable), a slow server,
+        one lost Initial.
+        """
+        rng = self.rng
+        qport, qport2, qnone, qslow = rng.sample(QUIC_PORT_POOL, 4)
+        slow_ms = rng.randint(1000, 2000)
         for port in (qport, qport2):
             servers[("udp", port)] = Server(port, "quic", transport="udp")
+        servers[("udp", qslow)] = Server(qslow, "quic", transport="udp",
+                                         args=["--first-answer-delay-ms", str(slow_ms)])
         name = self.name("blocked")
-        residual = self.rng.randint(90, 180)
-        # QUIC servers answer from the namespace's primary address (UDP source selection),
-        # so QUIC flows use it: 10.77.2.2 / fd77:2::2
-        host = 2
+        residual = rng.randint(90, 180)
+        host = self.host()
         self.rule("gfw-quic", qport, [name], trigger="quic_sni", residual_s=residual)
         inj = {"mode": "in-path", "drops": "every UDP datagram of the connection", "residual_s": residual,
                "residual_key": "client ip, server ip, server port"}
+        control_ver = rng.choice((4, 6))
         for ver in (4, 6):
             chain = f"quic-v{ver}"
-            self.flow(label=f"quic-sni-drop-v{ver}", category="blackhole", pattern="blackhole", provider="gfw",
-                      ip_version=ver, transport="udp", protocol="quic", server_host=host, port=qport, sni=name,
-                      client="quic", trigger="quic_sni", injector=inj, chain=chain, timeout=3.0, expect_fire=True,
-                      description="QUIC Initial with a blocked SNI: all datagrams dropped")
-            if ver == 4 or self.rng.random() < 0.5:
-                self.flow(label=f"quic-residual-v{ver}", category="blackhole", pattern="blackhole", provider="gfw",
-                          ip_version=ver, transport="udp", protocol="quic", server_host=host, port=qport,
-                          sni=self.name("allowed"), client="quic", trigger="quic_residual", injector=inj,
-                          chain=chain, timeout=3.0, expect_fire=False,
-                          description="an allowed name to the same server:port within the residual window: dropped")
-        self.flow(label="quic-control", category="control", pattern=None, provider=None, ip_version=self.version(),
-                  transport="udp", protocol="quic", server_host=host, port=qport2, sni=self.name("allowed"),
-                  client="quic", client_ok=True, timeout=4.0, expect_fire=False,
-                  description="QUIC to another port, allowed name: completes")
+            self.discovery(ver, host, [qport, qport2], name if rng.random() < 0.6 else self.name("www"), chain)
+            items = ["drop"] + (["residual"] if ver == 4 or rng.random() < 0.5 else [])
+            if ver == control_ver:
+                items.insert(rng.randint(0, len(items)), "control")
+            dropped = False
+            for item in items:
+                if item == "drop":
+                    dropped = True
+                    self.flow(label=f"quic-sni-drop-v{ver}", category="blackhole", pattern="blackhole",
+                              provider="gfw", ip_version=ver, transport="udp", protocol="quic", server_host=host,
+                              port=qport, sni=name, client="quic", trigger="quic_sni", injector=inj, chain=chain,
+                              timeout=3.0, expect_fire=True,
+                              description="QUIC Initial with a blocked SNI: all datagrams dropped")
+                elif item == "residual":
+                    self.flow(label=f"quic-residual-v{ver}", category="blackhole", pattern="blackhole",
+                              provider="gfw", ip_version=ver, transport="udp", protocol="quic", server_host=host,
+                              port=qport, sni=self.name("allowed"), client="quic", trigger="quic_residual",
+                              injector=inj, chain=chain, timeout=3.0, expect_fire=False,
+                              description="an allowed name to the same server:port within the residual window: "
+                              "dropped")
+                else:
+                    port = qport2 if dropped else qport
+                    self.flow(label=f"quic-control-v{ver}", category="control", pattern=None, provider=None,
+                              ip_version=ver, transport="udp", protocol="quic", server_host=host, port=port,
+                              sni=self.name("allowed"), client="quic", client_ok=True, chain=chain, timeout=4.0,
+                              expect_fire=False,
+                              description="QUIC with an allowed name, "
+                              + ("after the drop, to the other announced port: completes" if dropped else
+                                 "before any drop on that server:port: completes"))
+        # hard negatives, each after its own discovery
+        h, ver, n = self.host(), self.version(), self.name("www")
+        self.discovery(ver, h, [qnone], n, "quic-noserver")
+        self.flow(label="quic-no-server", category="quic_no_server", pattern=None, provider=None, ip_version=ver,
+                  transport="udp", protocol="quic", server_host=h, port=qnone, sni=n, client="quic",
+                  hard_negative=True, chain="quic-noserver", timeout=3.0, expect_fire=False,
+                  injector={"server": f"nothing listens on udp/{qnone}; the server's kernel answers ICMP port "
+                            "unreachable, forwarded by the router"},
+                  description="HTTP/3 announced on a port with no QUIC server: ICMP port unreachable")
+        h, ver, n = self.host(), self.version(), self.name("www")
+        self.discovery(ver, h, [qslow], n, "quic-slow")
+        self.flow(label="quic-slow-server", category="slow_server", pattern=None, provider=None, ip_version=ver,
+                  transport="udp", protocol="quic", server_host=h, port=qslow, sni=n, client="quic", client_ok=True,
+                  hard_negative=True, chain="quic-slow", timeout=5.0, expect_fire=False,
+                  injector={"server_delay_ms": slow_ms},
+                  description=f"a slow QUIC server: first answer {slow_ms} ms after the first Initial")
+        h, ver, n = self.host(), self.version(), self.name("www")
+        self.rule("quic-lost-initial", qport2, [n], trigger="quic_drop_once")
+        self.discovery(ver, h, [qport, qport2], n, "quic-lost")
+        self.flow(label="quic-lost-initial", category="packet_loss", pattern=None, provider=None, ip_version=ver,
+                  transport="udp", protocol="quic", server_host=h, port=qport2, sni=n, client="quic",
+                  client_ok=True, hard_negative=True, chain="quic-lost", timeout=5.0, expect_fire=True,
+                  injector={"impairment": "the client's first Initial datagram dropped once"},
+                  description="packet loss: the first Initial is lost, the retransmission is answered")
 
     def split_hello(self) -> None:
         """A single-segment DPI that fails open when the hello spans two segments."""
@@ -514,34 +662,61 @@ class Drawer:
                       injector=None, expect_fire=False,
                       description="blocked name, but the hello spans two segments: the box does not act")
 
+    def proxy_port(self) -> int:
+        """A TLS port with a genuine server that only a proxy's own flows (and bypass controls) use."""
+        port = self.free_tls.pop()
+        self.servers[("tcp", port)] = Server(port, self.rng.choice(["py_https", "node_https"]))
+        self.proxy_ports.add(port)
+        return port
+
     def proxies(self) -> list[Proxy]:
-        """Two sslsplit instances, each with its own made-up CA, on router-owned addresses."""
+        """Transparent TLS interception: two sslsplit instances (TLS 1.2) and a TLS 1.3 capable proxy.
+
+        Each takes over 1-2 ports of 1-2 server addresses (policy routing, the proxy answers as the
+        server's address); the same addresses' other ports and the same ports of other addresses
+        reach the real server (bypass controls, run in random order with the intercepted flows).
+        """
         out = []
-        for i, host in enumerate(PROXY_HOSTS):
-            org = word(self.rng, 2).capitalize() + " " + self.rng.choice(["Networks", "Systems", "Labs", "Group",
-                                                                         "Technologies", "Holdings"])
-            cn = f"{org} {self.rng.choice(['Root', 'Trust', 'Gateway', 'Edge'])} {self.rng.choice(['CA', 'Authority'])}"
-            cn += f" {self.rng.choice(['R1', 'G2', '2021', 'X3', ''])}".rstrip()
-            ports: dict[int, tuple[int, int]] = {}
-            for _ in range(2):
-                listen = self.rng.choice([p for p in TLS_PORT_POOL if p not in ports])
-                ports[listen] = (self.host(), self.tls_port())
-            proxy = Proxy(i, host, {"O": org, "CN": cn}, ports)
+        rng = self.rng
+        for i, software in enumerate(("sslsplit", "sslsplit", "tls_intercept_proxy")):
+            org = word(rng, 2).capitalize() + " " + rng.choice(["Networks", "Systems", "Labs", "Group",
+                                                                "Technologies", "Holdings"])
+            cn = f"{org} {rng.choice(['Root', 'Trust', 'Gateway', 'Edge'])} {rng.choice(['CA', 'Authority'])}"
+            cn += f" {rng.choice(['R1', 'G2', '2021', 'X3', ''])}".rstrip()
+            ports = [self.proxy_port() for _ in range(1 if software != "sslsplit" else rng.randint(1, 2))]
+            hosts = rng.sample(self.hosts[:12], rng.randint(1, 2))
+            proxy = Proxy(i, software, {"O": org, "CN": cn}, hosts, ports)
             out.append(proxy)
-            trusted = self.rng.randrange(3)
+            trusted = rng.randrange(3)
             for k in range(3):
-                listen = self.rng.choice(list(ports))
                 trusts = k == trusted
-                self.flow(label=f"sslsplit{i}-{'trusted' if trusts else 'untrusted'}",
+                client = rng.choice(["python", "curl"] if software == "sslsplit" else ["python", "curl", "node"])
+                self.flow(label=f"proxy{i}-{'trusted' if trusts else 'untrusted'}",
                           category="certificate_substitution", pattern="certificate_substitution", provider=None,
-                          ip_version=self.version(), transport="tcp", protocol="tls", server_host=host, port=listen,
-                          sni=self.name(), client=self.rng.choice(["python", "curl"]), client_ok=trusts,
+                          ip_version=self.version(), transport="tcp", protocol="tls", server_host=rng.choice(hosts),
+                          port=rng.choice(ports), sni=self.browse_name(), client=client, client_ok=trusts,
                           trust=f"proxy:{i}" if trusts else "lab",
-                          injector={"software": "sslsplit (Debian)", "ca": {"O": org, "CN": cn},
-                                    "client_trusts_proxy_ca": trusts, "tls": "forced TLS 1.2 (-r tls12)"},
-                          description="TLS intercepted by sslsplit, leaf minted from its own CA; "
+                          injector={"software": "sslsplit (Debian), tproxy NAT engine" if software == "sslsplit"
+                                    else "programs/tls_intercept_proxy.py (IP_TRANSPARENT)",
+                                    "ca": {"O": org, "CN": cn}, "client_trusts_proxy_ca": trusts, "tls": proxy.tls,
+                                    "transparent": True, "intercepts_ports": ports,
+                                    "intercepts_addresses": [a for h in hosts for a in (v4(h), v6(h))]},
+                          description=f"transparent {software} (answers as the server's address), leaf minted from "
+                          f"its own CA, {proxy.tls}; "
                           + ("a corporate client that has the proxy CA installed" if trusts else
                              "the client does not trust that CA and aborts"))
+            self.flow(label=f"proxy{i}-bypass-port", category="control", pattern=None, provider=None,
+                      ip_version=self.version(), transport="tcp", protocol="tls", server_host=rng.choice(hosts),
+                      port=self.tls_port(), sni=self.browse_name(), client=self.tls_client(), client_ok=True,
+                      expect_fire=False, description="a server address a proxy intercepts, on a port it does not "
+                      "intercept: the real server")
+            others = [h for h in self.hosts[:12] if h not in hosts]
+            if rng.random() < 0.6:
+                self.flow(label=f"proxy{i}-bypass-address", category="control", pattern=None, provider=None,
+                          ip_version=self.version(), transport="tcp", protocol="tls", server_host=rng.choice(others),
+                          port=rng.choice(ports), sni=self.browse_name(), client=self.tls_client(), client_ok=True,
+                          expect_fire=False, description="a port a proxy intercepts, on a server address it does "
+                          "not intercept: the real server")
         return out
 
     def negatives(self, ttl_wander: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -562,10 +737,12 @@ class Drawer:
         # a private CA for several names of one organisation
         org = word(rng, 2).capitalize() + " " + rng.choice(["GmbH", "Inc", "Ltd", "AG", "S.A."])
         ca_cn = f"{org} Internal {rng.choice(['Root CA', 'CA', 'Issuing CA'])}"
-        org_doc: dict[str, Any] = {"O": org, "CN": ca_cn, "names": []}
+        # one organisation's names under its own domain (like *.corp-internal.test)
+        org_domain = f"{org.split()[0].lower()}-{rng.choice(['internal', 'corp', 'intra', 'office'])}.test"
+        org_doc: dict[str, Any] = {"O": org, "CN": ca_cn, "domain": org_domain, "names": []}
         for i, sub in enumerate(rng.sample(["vpn", "git", "grafana", "intranet", "jira", "nas", "mail"], 3)):
             port = self.free_admin.pop()
-            n = f"{sub}.{org.split()[0].lower()}.{DOMAIN}"
+            n = f"{sub}.{org_domain}"
             org_doc["names"].append(n)
             self.servers[("tcp", port)] = Server(port, "py_https", cert=f"org:{i}")
             trusts = i == 0 and rng.random() < 0.5
@@ -646,8 +823,8 @@ class Drawer:
         proxies = self.proxies()
         org, selfsigned = self.negatives(ttl_wander)
         self.servers.update(quic_servers)
-        link = self.rng.randint(15, 40)
-        return Draw(self.seed, link, self.servers, self.rules, self.flows, proxies, ttl_wander, org, selfsigned)
+        return Draw(self.seed, self.link, self.servers, self.rules, self.flows, proxies, ttl_wander, org, selfsigned,
+                    self.browse_domains)
 
 
 # -- certificates -------------------------------------------------------------------------------------
@@ -711,7 +888,9 @@ class Material:
 
 def make_material(work: Path, d: Draw) -> Material:
     """Generate every certificate the draw needs."""
-    lab = pkimod.make_pki(work / "pki", [f"*.{DOMAIN}", DOMAIN], [])
+    # the real servers' certificate covers the lab domain and the browsing domains (a shared CDN certificate)
+    names = [f"*.{DOMAIN}", DOMAIN] + [n for dom in d.browse_domains for n in (dom, f"*.{dom}")]
+    lab = pkimod.make_pki(work / "pki", names, [])
     org_ca = make_ca(work / "org", "org-ca", {"O": d.org["O"], "CN": d.org["CN"]})
     org_leaves = [make_leaf(work / "org", f"leaf{i}", n, [n], org_ca, d.org["O"]) for i, n in enumerate(d.org["names"])]
     selfsigned = [make_leaf(work / "self", f"ss{i}", s["CN"], [s["CN"]], None, s["O"])
@@ -731,7 +910,7 @@ def server_argv(s: Server, m: Material) -> list[str]:
     py = sys.executable
     if s.kind == "py_https":
         return [py, str(PROGRAMS / "py_https_server.py"), "--port", str(s.port), "--cert", str(chain), "--key",
-                str(key)]
+                str(key), *s.args]
     if s.kind == "node_https":
         return ["node", str(PROGRAMS / "node_https_server.js"), str(s.port), str(chain), str(key)]
     if s.kind == "gate":
@@ -744,7 +923,7 @@ def server_argv(s: Server, m: Material) -> list[str]:
     if s.kind == "quic":
         hosts = [a for n in [2, *SERVER_POOL] for a in ("--host", v4(n), "--host", v6(n))]
         return [py, str(PROGRAMS / "quic_server.py"), "--port", str(s.port), "--cert", str(chain), "--key", str(key),
-                *hosts]
+                *hosts, *s.args]
     raise ValueError(s.kind)
 
 
@@ -833,16 +1012,81 @@ def canon(ip: str | None) -> str | None:
     return str(a)
 
 
-def start_sslsplit(lab: Lab, p: Proxy, ca: tuple[Path, Path], logs: Path) -> None:
-    """One sslsplit instance (static targets, TLS 1.2 only) for the proxy's address, IPv4 and IPv6."""
-    argv = ["sslsplit", "-D", "-u", "root", "-r", "tls12", "-k", str(ca[1]), "-c", str(ca[0])]
-    for listen, (host, port) in p.ports.items():
-        argv += ["ssl", v4(p.host), str(listen), v4(host), str(port)]
-        argv += ["ssl", v6(p.host), str(listen), v6(host), str(port)]
-    log = (logs / f"sslsplit{p.index}.log").open("w")
+def setup_tproxy(lab: Lab, proxies: list[Proxy]) -> list[list[Any]]:
+    """Policy routing that hands the intercepted (address, port) pairs to local transparent listeners.
+
+    No netfilter: ``ip rule iif eth-client to ADDR ipproto tcp dport PORT lookup 100`` plus
+    ``local 0.0.0.0/0`` / ``local ::/0`` routes in table 100 make the router's kernel deliver
+    those client SYNs locally, where the proxy's ``IP_TRANSPARENT`` socket accepts them as the
+    server's address; the middlebox leaves the same pairs (``local_dsts``) to the kernel.
+    Returns ``local_dsts``.
+    """
+    lab.sysctl(ROUTER_NS, "net.ipv6.bindv6only=1")  # [::]:PORT and 0.0.0.0:PORT listeners side by side
+    lab.run_in(ROUTER_NS, ["ip", "-4", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", TPROXY_TABLE])
+    lab.run_in(ROUTER_NS, ["ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", TPROXY_TABLE])
+    dsts: list[list[Any]] = []
+    prio = 100
+    for p in proxies:
+        for addr, port in p.dsts():
+            fam, plen = ("-6", 128) if ":" in addr else ("-4", 32)
+            lab.run_in(ROUTER_NS, ["ip", fam, "rule", "add", "iif", ROUTER_CLIENT_IF, "to", f"{addr}/{plen}",
+                                   "ipproto", "tcp", "dport", str(port), "lookup", TPROXY_TABLE, "priority", str(prio)])
+            prio += 1
+            dsts.append([addr, port])
+    return dsts
+
+
+def start_proxy(lab: Lab, p: Proxy, ca: tuple[Path, Path], root: Path, work: Path, logs: Path) -> None:
+    """One transparent proxy in the router: sslsplit (tproxy engine, TLS 1.2) or tls_intercept_proxy.py."""
+    if p.software == "sslsplit":
+        argv = ["sslsplit", "-D", "-u", "root", "-r", "tls12", "-k", str(ca[1]), "-c", str(ca[0]),
+                "-l", str(logs / f"proxy{p.index}.connect.log")]
+        for port in p.ports:
+            argv += ["ssl", "0.0.0.0", str(port), "tproxy", "ssl", "::", str(port), "tproxy"]
+    else:
+        argv = [sys.executable, "-u", str(PROGRAMS / "tls_intercept_proxy.py"), "--ca-cert", str(ca[0]),
+                "--ca-key", str(ca[1]), "--workdir", str(work / f"proxy{p.index}-leaves"), "--upstream-ca", str(root),
+                "--ipv6", "--leaf-org", p.ca_name["O"]]
+        for port in p.ports:
+            argv += ["--port", str(port)]
+    log = (logs / f"proxy{p.index}.log").open("w")
     lab.spawn_in(ROUTER_NS, argv, stdout=log, stderr=subprocess.STDOUT)
-    for listen in p.ports:
-        lab.wait_for_listen(ROUTER_NS, listen)
+    for port in p.ports:
+        lab.wait_for_listen(ROUTER_NS, port)
+
+
+def proxy_evidence(f: Flow, rep: dict[str, Any], p: Proxy, logs: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """What the proxy logged for this flow (the original destination it connected upstream to)."""
+    port, dst = rep["local_port"], (canon(f.server_ip), f.port)
+    if p.software == "sslsplit":
+        path = logs / f"proxy{p.index}.connect.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        for line in lines:
+            parts = line.split()
+            # 2026-01-01 00:00:00 UTC ssl SRC SPORT DST DPORT sni:... (written once both legs are up)
+            if len(parts) > 7 and parts[4] == str(canon(rep["local_ip"])) and parts[5] == str(port):
+                if (canon(parts[6]), int(parts[7])) != dst:
+                    return None, [f"{f.name}: sslsplit went to {parts[6]}:{parts[7]}, not {dst}"]
+                return {"proxy_log": " ".join(parts[3:9])}, []
+        debug = (logs / f"proxy{p.index}.log").read_text()
+        target = f"Connecting to [{dst[0]}]:{dst[1]}"
+        if f.client_ok:
+            return None, [f"{f.name}: no sslsplit connection log line for client port {port}"]
+        if target not in debug:
+            return None, [f"{f.name}: sslsplit never connected upstream to {dst}"]
+        return {"proxy_log": f"{target} (client aborted, no connection log line)"}, []
+    for line in (logs / f"proxy{p.index}.log").read_text().splitlines():
+        if not line.startswith('{"client"'):
+            continue
+        doc = json.loads(line)
+        if doc["client"][1] != port:
+            continue
+        if (canon(doc["original_dst"][0]), doc["original_dst"][1]) != dst:
+            return None, [f"{f.name}: proxy saw original destination {doc['original_dst']}, not {dst}"]
+        if f.client_ok and "upstream_local" not in doc:
+            return None, [f"{f.name}: the proxy made no upstream connection ({doc.get('error')})"]
+        return {"proxy_log": doc}, []
+    return None, [f"{f.name}: the proxy logged nothing for client port {port}"]
 
 
 def wait_udp(lab: Lab, port: int, timeout: float = 20.0) -> None:
@@ -858,7 +1102,7 @@ def wait_udp(lab: Lab, port: int, timeout: float = 20.0) -> None:
 def flow_label(f: Flow, rep: dict[str, Any], d: Draw) -> dict[str, Any]:
     """The label of one flow: the scenario drawn, plus the client's own report."""
     doc = asdict(f)
-    for k in ("server_host", "chain", "filler_alpn", "max_tls", "trust", "timeout", "expect_fire"):
+    for k in ("server_host", "chain", "filler_alpn", "max_tls", "trust", "timeout", "expect_fire", "no_timestamps"):
         doc.pop(k)
     doc.update(
         server_ip=f.server_ip,
@@ -869,6 +1113,7 @@ def flow_label(f: Flow, rep: dict[str, Any], d: Draw) -> dict[str, Any]:
         sni=f.sni if f.protocol != "http" else None,
         client_tls_max=f.max_tls,
         client_trusts=f.trust,
+        client_tcp_timestamps=not f.no_timestamps,
         hello_split_alpn_filler=f.filler_alpn or None,
         client_reported={"ok": rep["ok"], "error": rep["error"]},
         client_command=rep["command"],
@@ -917,12 +1162,9 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
             for n in SERVER_POOL:
                 lab.run_in(SERVER_NS, ["ip", "addr", "add", f"{v4(n)}/24", "dev", SERVER_IF])
                 lab.run_in(SERVER_NS, ["ip", "-6", "addr", "add", f"{v6(n)}/64", "dev", SERVER_IF, "nodad"])
-            for p in d.proxies:
-                lab.run_in(ROUTER_NS, ["ip", "addr", "add", f"{v4(p.host)}/32", "dev", "lo"])
-                lab.run_in(ROUTER_NS, ["ip", "-6", "addr", "add", f"{v6(p.host)}/128", "dev", "lo", "nodad"])
+            local_dsts = setup_tproxy(lab, d.proxies)
             mbox = mk.MiddleboxProc(lab, work / "rules.json", logs / "middlebox.log")
-            doc = {"rules": d.rules, "local_ports": [],
-                   "local_ips": [a for p in d.proxies for a in (v4(p.host), v6(p.host))], "ttl_wander": d.ttl_wander}
+            doc = {"rules": d.rules, "local_ports": [], "local_dsts": local_dsts, "ttl_wander": d.ttl_wander}
             mbox.rules_path.write_text(json.dumps(doc, indent=1))
             mbox.proc.send_signal(signal.SIGHUP)
             mbox.wait_event("reloaded")
@@ -930,7 +1172,7 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
                 with (logs / f"server-{s.transport}-{s.port}.log").open("w") as log:
                     lab.spawn_in(SERVER_NS, server_argv(s, m), stdout=log, stderr=subprocess.STDOUT)
             for p, ca in zip(d.proxies, m.proxy_cas, strict=True):
-                start_sslsplit(lab, p, ca, logs)
+                start_proxy(lab, p, ca, m.lab.root_cert, work, logs)
             for s in d.servers.values():
                 if s.transport == "udp":
                     wait_udp(lab, s.port)
@@ -941,7 +1183,8 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
             ports = Ports(20000 + (seed % 50) * 200)  # below the ephemeral range
             chains: dict[str, list[Flow]] = {}
             for f in d.flows:
-                chains.setdefault(f.chain or f.name, []).append(f)
+                if not f.no_timestamps:
+                    chains.setdefault(f.chain or f.name, []).append(f)
             units = list(chains.values())
             random.Random(seed + 1).shuffle(units)
             # blackholes first: their servers may close idle connections (py_https_server after 10 s) and
@@ -957,6 +1200,14 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
                 futures = [pool.submit(run_unit, i % MAX_WORKERS, u) for i, u in enumerate(units)]
                 for fut in futures:
                     fut.result()
+            # flows whose client has TCP timestamps off: the sysctl is per namespace, so they run alone
+            lab.sysctl(CLIENT_NS, "net.ipv4.tcp_timestamps=0")
+            try:
+                for f in d.flows:
+                    if f.no_timestamps:
+                        reports[f.name] = run_flow(lab, f, m, ports, logs)
+            finally:
+                lab.sysctl(CLIENT_NS, "net.ipv4.tcp_timestamps=1")
             time.sleep(max(1.0, t_ready + BLACKHOLE_WAIT_S - time.monotonic()))
             lab.stop(dump, sig=signal.SIGINT, wait=10)
             t_flows = time.monotonic() - t_ready
@@ -968,7 +1219,16 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
                     ev = [e for e in mbox.events if e.get("flow", [None, None])[:2] == [canon(rep["local_ip"]),
                                                                                       rep["local_port"]]]
                 problems += check_flow(f, rep, ev)
-                flows.append(flow_label(f, rep, d))
+                label = flow_label(f, rep, d)
+                proxy = next((p for p in d.proxies if f.transport == "tcp" and (f.server_ip, f.port) in p.dsts()),
+                             None)
+                if proxy is not None and rep["local_port"]:
+                    if f.pattern != "certificate_substitution":
+                        problems.append(f"{f.name}: goes to an intercepted address and port but is not labelled so")
+                    evidence, trouble = proxy_evidence(f, rep, proxy, logs)
+                    problems += trouble
+                    label["proxy"] = evidence
+                flows.append(label)
         except BaseException:
             keep = Path(tempfile.mkdtemp(prefix=f"tlsprobe-random-{seed}-logs-"))
             shutil.copytree(logs, keep / "logs")
@@ -994,9 +1254,12 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
             "server_addresses": [f"{v4(n)} / {v6(n)}" for n in SERVER_POOL],
             "server_ttl_seen_by_client": SERVER_TTL_SEEN,
             "router_server_link_one_way_delay_ms": d.link_delay_ms,
-            "proxies": [{"software": "sslsplit", "address": [v4(p.host), v6(p.host)], "ca": p.ca_name,
-                         "ports": {str(k): {"upstream": [v4(h), v6(h)], "port": v} for k, (h, v) in p.ports.items()}}
+            "proxies": [{"software": p.software, "transparent": True, "ca": p.ca_name, "tls": p.tls,
+                         "intercepts": {"addresses": [a for h in p.hosts for a in (v4(h), v6(h))], "ports": p.ports},
+                         "steering": f"ip rule iif {ROUTER_CLIENT_IF} to ADDR ipproto tcp dport PORT lookup "
+                         f"{TPROXY_TABLE}; table {TPROXY_TABLE}: local 0.0.0.0/0 and ::/0 dev lo"}
                         for p in d.proxies],
+            "browse_domains": d.browse_domains,
             "private_org_ca": d.org,
             "self_signed": d.selfsigned,
             "ttl_wander": d.ttl_wander,
