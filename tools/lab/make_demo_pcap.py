@@ -7,17 +7,28 @@ Run as root from the repository root::
 
 What it does:
 
-1. builds the ``tp-client`` <-> ``tp-router`` <-> ``tp-server`` lab (see ``netns.py``);
+1. builds the ``tp-client`` <-> ``tp-router`` <-> ``tp-server`` lab (see ``netns.py``),
+   switches the router's kernel forwarding off and starts ``programs/middlebox.py``
+   there instead: a userspace router with a 40 ms one-way delay on the server link and
+   a few censorship rules for one name (``blocked.tlsprobe.test``): a GFW-type-II-shaped
+   reset burst on 8443, an Aliyun-style ``Server: Beaver`` block page for plain HTTP on
+   8080 and an injected TLS alert on 2053 (rule shapes from
+   ``make_interception_pcaps.py``), loaded once for the whole capture;
 2. makes a throwaway root -> intermediate -> leaf PKI with ``openssl`` (``pki.py``);
 3. starts real servers in ``tp-server`` (``openssl s_server``, Python ``ssl``, node
    ``http2``, Python ``http.server``, a Python SMTP server with STARTTLS);
 4. captures on the client veth with ``tcpdump`` while real clients (curl,
-   ``openssl s_client``, Python ``ssl``, node ``https``) run one scenario at a time;
+   ``openssl s_client``, Python ``ssl``, node ``https``) run one scenario at a time:
+   clean handshakes of every kind, the blocked name on the watched ports (intercepted)
+   and on 443 (not watched: it succeeds), over IPv4 and IPv6;
 5. writes ``pcaps/demo.labels.json`` from the scenario table (what each flow was
-   set up to do, cross-checked against what each client itself reported, never
-   derived from the capture), ``pcaps/README.md`` and ``pcaps/demo-ca.pem``;
+   set up to do, and for an intercepted flow the ``pattern`` and ``provider`` of the
+   middlebox rule it was sent into, cross-checked against what each client itself
+   reported and which rule the middlebox said fired, never derived from the capture),
+   ``pcaps/README.md`` and ``pcaps/demo-ca.pem``;
 6. if ``tshark`` is installed, checks that every expected ClientHello is in the
-   capture (including the one split over two TCP segments) and prints a table.
+   capture (including the one split over two TCP segments) and that every injected
+   packet the rules describe is there, and prints a table.
    The files in ``pcaps/`` are only replaced when that check passes.
 
 Everything is torn down in ``finally``: the namespaces it created and the processes
@@ -43,6 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from random import Random
 from string import Template
 from typing import Any
 
@@ -50,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import netns
 import pki as pkimod
-from netns import CLIENT_IF, CLIENT_NS, SERVER_NS, SERVER_V4, SERVER_V6, Lab, LabError
+from netns import CLIENT_IF, CLIENT_NS, ROUTER_NS, SERVER_NS, SERVER_V4, SERVER_V6, Lab, LabError
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(__file__).resolve().parent
@@ -61,15 +73,19 @@ PCAP_NAME = "demo.pcap"
 DEMO = "demo.tlsprobe.test"
 ALT = "alt.tlsprobe.test"
 MAIL = "mail.tlsprobe.test"
+BLOCKED = "blocked.tlsprobe.test"  # the one name the middlebox's rules match
 SPLIT_MTU = 400
 PAUSE = 0.4  # seconds between scenarios, so flows are cleanly sequential
-MAX_OUTPUT_BYTES = 1_000_000
+MAX_OUTPUT_BYTES = 150_000  # pcaps/ stays small
+LINK_DELAY_MS = 40  # one-way, router <-> server, emulated in middlebox.py
+RULE_SEED = 2053  # fixed draw of the GFW-shaped injector's IP ID and window
 
 # Ports where tshark needs "decode as TLS" (443 and SMTP 587 are dissected natively).
 ODD_TLS_PORTS = (2053, 4433, 5228, 8443)
 PSK_EXTENSION = 41  # pre_shared_key: present in a resuming TLS 1.3 ClientHello
 HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 WIRE_VERSIONS = {"0x0301": "TLSv1", "0x0302": "TLSv1.1", "0x0303": "TLSv1.2", "0x0304": "TLSv1.3"}
+LEGACY_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2")  # certificates travel in clear
 
 
 def long_sni() -> str:
@@ -114,6 +130,11 @@ class Scenario:
     starttls: str | None = None
     resumption: bool = False  # a second connection resumes the first one's session
     stdin: str = ""
+    http_host: str | None = None  # Host header of a plain HTTP request
+    rule: str | None = None  # the middlebox rule this flow is sent into (it must fire)
+    outcome: str = "server_hello"  # first server-direction reaction the client sees (http_response: HTTP)
+    client_ok: bool = True  # the client tool succeeds (exit 0)
+    client_says: tuple[str, ...] = ()  # one of these must be in the client's output
 
     @property
     def server_ip(self) -> str:
@@ -195,6 +216,55 @@ def node_client_argv(p: Paths, ip: str, port: int, sni: str, alpn: str) -> tuple
 
 
 HTTP10 = f"GET / HTTP/1.0\r\nHost: {DEMO}\r\n\r\n"
+RESET_ERRORS = ("reset by peer", "SSL_ERROR_SYSCALL")
+
+
+# -- the middlebox's rules -----------------------------------------------------------------
+
+GFW_RULE = "gfw-type2-8443"
+BEAVER_RULE = "aliyun-beaver-http-8080"
+ALERT_RULE = "alert-inject-2053"
+
+
+def middlebox_rules() -> list[dict[str, Any]]:
+    """The rules ``middlebox.py`` runs for the whole capture, all keyed on ``BLOCKED``.
+
+    The shapes are the interception lab's (``make_interception_pcaps.py``); each rule
+    also says which pattern it is and which real provider it imitates, in tlsprobe's
+    vocabulary: an intercepted flow's ``pattern``/``provider`` labels are copied from
+    the rule it was sent into.
+    """
+    import make_interception_pcaps as mip  # late: it imports this module
+
+    gfw = mip.gfw_rule(8443, Random(RULE_SEED))
+    beaver = mip.aliyun_page_rule(8080, "http_host")
+    alert = mip.alert_rule()
+    assert [gfw["match"], beaver["match"], alert["match"]] == [[BLOCKED]] * 3
+    assert alert["ports"] == [2053]
+    return [
+        {**gfw, "name": GFW_RULE, "pattern": "rst_injection", "provider": "gfw"},
+        {**beaver, "name": BEAVER_RULE, "pattern": "block_page", "provider": "alibaba_cloud"},
+        {**alert, "name": ALERT_RULE, "pattern": "tls_alert_injection", "provider": None},
+    ]
+
+
+def describe_rule(doc: dict[str, Any]) -> str:
+    """One line about a rule, for README.md."""
+    mode = "on-path (trigger forwarded)" if doc["forward_trigger"] else "in-line (trigger dropped)"
+    packets = "; ".join(
+        f"{spec['count']}x {spec['flags']} to the {spec['to']} (TTL {spec['ttl']}, IP ID {spec['ip_id']}, "
+        f"DF {spec['df']}, window {spec['window']}"
+        + (f", {len(spec['payload_text'])}-byte payload" if spec.get("payload_text") else "")
+        + (f", payload {spec['payload']}" if spec.get("payload") else "")
+        + ")"
+        for spec in doc["inject"]
+    )
+    delay = f", {doc['delay_ms']} ms after the trigger" if doc["delay_ms"] else ""
+    return (
+        f"`{doc['name']}`: {doc['trigger']} = `{', '.join(doc['match'])}` on port "
+        f"{', '.join(map(str, doc['ports']))}, {mode}{delay}, flow afterwards: {doc['after']}; "
+        f"injects {packets}"
+    )
 
 
 def build_scenarios(p: Paths) -> list[Scenario]:
@@ -226,6 +296,37 @@ def build_scenarios(p: Paths) -> list[Scenario]:
             alpn_offered=("http/1.1",),
             alpn_negotiated="http/1.1",
             tls_version="TLSv1.2",
+        ),
+        Scenario(
+            "curl-blocked-sni-443",
+            f"SNI {BLOCKED} on 443: the middlebox watches this name on 8443 only, "
+            "so the handshake completes (the port comparison's good side)",
+            "curl",
+            "curl",
+            "python-ssl",
+            443,
+            curl_argv(p, BLOCKED, 443, v4),
+            sni=BLOCKED,
+            alpn_offered=h2_h1,
+            alpn_negotiated="h2",
+        ),
+        Scenario(
+            "gfw-rst-8443",
+            f"intercepted: the same curl and SNI {BLOCKED} on 8443; a GFW-type-II-shaped "
+            "on-path injector sends three identical RST+ACK (TTL 101, DF, one IP ID) to both "
+            "ends 18 ms after the ClientHello, which it forwards: the real ServerHello races in",
+            "curl",
+            "curl",
+            "openssl s_server",
+            8443,
+            curl_argv(p, BLOCKED, 8443, v4),
+            sni=BLOCKED,
+            alpn_offered=h2_h1,
+            tls_version=None,
+            rule=GFW_RULE,
+            outcome="rst",
+            client_ok=False,
+            client_says=RESET_ERRORS,
         ),
         Scenario(
             "s_client-tls12",
@@ -283,6 +384,26 @@ def build_scenarios(p: Paths) -> list[Scenario]:
             tls=False,
             sni=None,
             tls_version=None,
+            http_host="www.tlsprobe.test:8080",
+            outcome="http_response",
+        ),
+        Scenario(
+            "beaver-page-http-8080",
+            f"intercepted: plain HTTP on 8080 with Host {BLOCKED}; an Aliyun-style in-line "
+            "device drops the GET and answers with its 'Server: Beaver' 403 ICP-filing page "
+            "(TTL 52) and a FIN",
+            "curl",
+            "curl",
+            "python http.server",
+            8080,
+            curl_argv(p, BLOCKED, 8080, v4, scheme="http"),
+            tls=False,
+            sni=None,
+            tls_version=None,
+            http_host=f"{BLOCKED}:8080",
+            rule=BEAVER_RULE,
+            outcome="http_response",  # the injected 403 page is the answer to the request
+            client_says=("< Server: Beaver",),
         ),
         Scenario(
             "python-no-sni",
@@ -347,6 +468,37 @@ def build_scenarios(p: Paths) -> list[Scenario]:
             alpn_negotiated="h2",
         ),
         Scenario(
+            "curl-ipv6-blocked-sni-443",
+            f"SNI {BLOCKED} over IPv6 on 443 (not watched): the handshake completes",
+            "curl",
+            "curl",
+            "python-ssl",
+            443,
+            curl_argv(p, BLOCKED, 443, v6, "-6"),
+            ip_version=6,
+            sni=BLOCKED,
+            alpn_offered=h2_h1,
+            alpn_negotiated="h2",
+        ),
+        Scenario(
+            "gfw-rst-8443-ipv6",
+            "intercepted: the same over IPv6 on 8443; the GFW-shaped injector's three "
+            "RST+ACK carry hop limit 101",
+            "curl",
+            "curl",
+            "openssl s_server",
+            8443,
+            curl_argv(p, BLOCKED, 8443, v6, "-6"),
+            ip_version=6,
+            sni=BLOCKED,
+            alpn_offered=h2_h1,
+            tls_version=None,
+            rule=GFW_RULE,
+            outcome="rst",
+            client_ok=False,
+            client_says=RESET_ERRORS,
+        ),
+        Scenario(
             "curl-long-sni",
             f"curl with a {len(LONG_SNI)}-character SNI to node on 2053",
             "curl",
@@ -357,6 +509,23 @@ def build_scenarios(p: Paths) -> list[Scenario]:
             sni=LONG_SNI,
             alpn_offered=h2_h1,
             alpn_negotiated="h2",
+        ),
+        Scenario(
+            "alert-inject-2053",
+            f"intercepted: SNI {BLOCKED} to node on 2053; an in-line device drops the "
+            "ClientHello and injects a fatal handshake_failure alert, then RST+ACK (TTL 50)",
+            "curl",
+            "curl",
+            "node http2",
+            2053,
+            curl_argv(p, BLOCKED, 2053, v4, "--http2"),
+            sni=BLOCKED,
+            alpn_offered=h2_h1,
+            tls_version=None,
+            rule=ALERT_RULE,
+            outcome="tls_alert",
+            client_ok=False,
+            client_says=("handshake failure",),
         ),
         Scenario(
             "node-client",
@@ -499,8 +668,12 @@ def _run_logged(lab: Lab, sc: Scenario, paths: Paths) -> subprocess.CompletedPro
     (paths.logs / f"client-{sc.name}.log").write_text(
         f"$ {' '.join(sc.argv)}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n"
     )
-    if result.returncode != 0:
-        raise LabError(f"{sc.name}: client exited {result.returncode}: {result.stderr[-1500:]}")
+    if (result.returncode == 0) != sc.client_ok:
+        want = "success" if sc.client_ok else "failure"
+        raise LabError(f"{sc.name}: client exited {result.returncode}, want {want}: {result.stderr[-1500:]}")
+    said = result.stdout + result.stderr
+    if sc.client_says and not any(text in said for text in sc.client_says):
+        raise LabError(f"{sc.name}: client output has none of {sc.client_says}: {result.stderr[-1500:]}")
     return result
 
 
@@ -608,8 +781,15 @@ def check_outcome(sc: Scenario, results: list[ConnResult]) -> None:
 # -- labels --------------------------------------------------------------------------
 
 
-def flow_labels(sc: Scenario, results: list[ConnResult], first_index: int) -> list[dict[str, Any]]:
-    """Label dicts for the TCP connections of one scenario."""
+def flow_labels(
+    sc: Scenario, results: list[ConnResult], first_index: int, rules: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Label dicts for the TCP connections of one scenario.
+
+    ``pattern`` and ``provider`` are copied from the middlebox rule the scenario sends
+    the flow into (``rules`` by name); a flow sent into no rule has both null.
+    """
+    rule = (rules or {})[sc.rule] if sc.rule else None
     flows = []
     for i, res in enumerate(results):
         flows.append(
@@ -618,6 +798,11 @@ def flow_labels(sc: Scenario, results: list[ConnResult], first_index: int) -> li
                 "scenario": sc.name,
                 "description": sc.description,
                 "tls": sc.tls,
+                "protocol": "tls" if sc.tls else "http",
+                "pattern": rule["pattern"] if rule else None,
+                "provider": rule["provider"] if rule else None,
+                "middlebox_rule": sc.rule,
+                "outcome": sc.outcome,
                 "client_tool": sc.client_tool,
                 "client_command": " ".join(_portable_argv(sc.argv)),
                 "server_program": sc.server_program,
@@ -627,6 +812,7 @@ def flow_labels(sc: Scenario, results: list[ConnResult], first_index: int) -> li
                 "server_ip": sc.server_ip,
                 "server_port": sc.server_port,
                 "sni": sc.sni if sc.tls else None,
+                "http_host": sc.http_host,
                 "alpn_offered": list(sc.alpn_offered),
                 "alpn_negotiated": sc.alpn_negotiated,
                 "tls_version": sc.tls_version,
@@ -636,7 +822,7 @@ def flow_labels(sc: Scenario, results: list[ConnResult], first_index: int) -> li
                 "client_mtu": sc.client_mtu or netns.DEFAULT_MTU,
                 "starttls": sc.starttls,
                 "resumed": sc.resumption and i == 1,
-                "certificates_in_clear": 2 if sc.tls and sc.tls_version != "TLSv1.3" else 0,
+                "certificates_in_clear": 2 if sc.tls and sc.tls_version in LEGACY_VERSIONS else 0,
             }
         )
     return flows
@@ -677,14 +863,19 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def build_labels(flows: list[dict[str, Any]], key: pkimod.Pki, stats: str) -> dict[str, Any]:
+def build_labels(
+    flows: list[dict[str, Any]], key: pkimod.Pki, stats: str, rules: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The complete labels document."""
     return {
         "capture": PCAP_NAME,
         "generated_by": "tools/lab/make_demo_pcap.py",
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "note": "Expected values come from the scenario the script ran (cross-checked against "
-        "each client's own report), not from parsing the capture. 'index' is the "
+        "each client's own report and, for intercepted flows, the middlebox's report of "
+        "which rule fired), not from parsing the capture. 'pattern' and 'provider' are "
+        "copied from the middlebox rule a flow was sent into (null: no rule fired). "
+        "'outcome' is the first server-direction reaction the client sees. 'index' is the "
         "order of the TCP connection in the capture, equal to tshark's tcp.stream.",
         "capture_point": {"namespace": CLIENT_NS, "interface": CLIENT_IF, "link_type": "EN10MB"},
         "topology": {
@@ -696,6 +887,14 @@ def build_labels(flows: list[dict[str, Any]], key: pkimod.Pki, stats: str) -> di
                 netns.ROUTER_SERVER_V6,
             ],
             "server": [SERVER_V4, SERVER_V6],
+        },
+        "middlebox": {
+            "program": "tools/lab/programs/middlebox.py",
+            "how": "userspace AF_PACKET router in tp-router (kernel forwarding off); the rules "
+            "below are loaded once, before the capture starts, and stay active throughout",
+            "router_server_link_one_way_delay_ms": LINK_DELAY_MS,
+            "expected_rtt_ms": 2 * LINK_DELAY_MS,
+            "rules": rules or [],
         },
         "pki": key.describe(),
         "tools": tool_versions(),
@@ -797,6 +996,15 @@ def compare(flow: dict[str, Any], obs: Observed | None) -> list[str]:
         return ["TLS seen in a non-TLS flow"] if obs.hellos else []
     problems = []
     first = obs.hellos[0]
+    if flow["middlebox_rule"]:  # intercepted: the hello is the client's; what follows is checked apart
+        checks = [
+            ("server port", obs.server_port, flow["server_port"]),
+            ("client port", obs.client_port, flow["client_port"]),
+            ("sni", first["sni"] or None, flow["sni"]),
+            ("alpn offered", [a for a in first["alpn"].split(",") if a], flow["alpn_offered"]),
+            ("client hellos", len(obs.hellos), flow["client_hellos"]),
+        ]
+        return [f"{what}: capture {seen!r} != label {want!r}" for what, seen, want in checks if seen != want]
     checks = [
         ("server port", obs.server_port, flow["server_port"]),
         ("client port", obs.client_port, flow["client_port"]),
@@ -815,8 +1023,35 @@ def compare(flow: dict[str, Any], obs: Observed | None) -> list[str]:
     return problems
 
 
-def cross_check(pcap: Path, flows: list[dict[str, Any]]) -> bool:
+def injection_problems(pcap: Path, flow: dict[str, Any], rule: dict[str, Any]) -> list[str]:
+    """Every packet the rule injects towards the client is in the flow's stream, as specified.
+
+    Matched on the stream, direction, TTL (hop limit), RST/FIN flags and payload length
+    from the rule's packet specs; the rule is what was given to the middlebox.
+    """
+    problems = []
+    for spec in rule["inject"]:
+        if spec["to"] != "client":
+            continue
+        payload = spec["payload_text"].encode() if "payload_text" in spec else bytes.fromhex(spec.get("payload", ""))
+        ttl_field = "ipv6.hlim" if flow["ip_version"] == 6 else "ip.ttl"
+        display = (
+            f"tcp.stream == {flow['index']} && tcp.srcport == {flow['server_port']} && "
+            f"{ttl_field} == {spec['ttl']} && tcp.len == {len(payload)} && "
+            f"tcp.flags.reset == {int('R' in spec['flags'])} && tcp.flags.fin == {int('F' in spec['flags'])}"
+        )
+        seen = len(list(tshark_rows(pcap, display, ["frame.number"])))
+        if seen < spec["count"]:
+            problems.append(
+                f"injected {spec['flags']} (TTL {spec['ttl']}, {len(payload)} bytes): {seen} in the capture, "
+                f"rule sends {spec['count']}"
+            )
+    return problems
+
+
+def cross_check(pcap: Path, flows: list[dict[str, Any]], rules: list[dict[str, Any]]) -> bool:
     """Print a table of the capture's ClientHellos against the labels; True if all match."""
+    by_name = {r["name"]: r for r in rules}
     streams = observe(pcap)
     print(
         f"\n{'strm':>4} {'client':<18} {'port':>5} {'sni':<26} {'version':<8} "
@@ -834,7 +1069,11 @@ def cross_check(pcap: Path, flows: list[dict[str, Any]]) -> bool:
             f"{flow['hello_split']!s:<5} {flow['hrr']!s:<5} "
             f"{first.get('segments', '-'):<4} {first.get('ja3', '-')}"
         )
-        for problem in compare(flow, obs):
+        problems = compare(flow, obs)
+        if flow["middlebox_rule"]:
+            problems += injection_problems(pcap, flow, by_name[flow["middlebox_rule"]])
+            print(f"     {flow['middlebox_rule']}: {flow['pattern']}, provider {flow['provider']}")
+        for problem in problems:
             ok = False
             print(f"     MISMATCH: {problem}")
     extra = sorted(set(streams) - {f["index"] for f in flows})
@@ -853,20 +1092,32 @@ README_TEMPLATE = Template((LAB_DIR / "demo_readme.md.in").read_text())
 def flow_table_md(flows: list[dict[str, Any]]) -> str:
     """Markdown table of the flows for README.md."""
     rows = [
-        "| stream | scenario | client | server | port | IP | SNI | TLS | ALPN offered "
-        "| split | HRR | what it exercises |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| stream | scenario | client | server | port | IP | SNI / Host | TLS | ALPN offered "
+        "| split | HRR | pattern (provider) | what it exercises |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in flows:
-        sni = f["sni"] if f["sni"] is None or len(f["sni"]) < 30 else f"({len(f['sni'])} chars)"
+        name = f["sni"] if f["tls"] else f["http_host"]
+        name = name if name is None or len(name) < 30 else f"({len(name)} chars)"
+        tls = (f["tls_version"] or "not completed") if f["tls"] else "plain HTTP"
+        verdict = f"**{f['pattern']}** ({f['provider'] or '—'})" if f["pattern"] else ""
         rows.append(
             f"| {f['index']} | {f['scenario']} | {f['client_tool']} | {f['server_program']} "
-            f"| {f['server_port']} | v{f['ip_version']} | {sni or '—'} "
-            f"| {f['tls_version'] or 'no TLS'} | {', '.join(f['alpn_offered']) or '—'} "
-            f"| {'yes' if f['hello_split'] else ''} | {'yes' if f['hrr'] else ''} "
+            f"| {f['server_port']} | v{f['ip_version']} | {name or '—'} "
+            f"| {tls} | {', '.join(f['alpn_offered']) or '—'} "
+            f"| {'yes' if f['hello_split'] else ''} | {'yes' if f['hrr'] else ''} | {verdict} "
             f"| {f['description']}{' (resumed)' if f['resumed'] else ''} |"
         )
     return "\n".join(rows)
+
+
+def rules_md(rules: list[dict[str, Any]]) -> str:
+    """Markdown list of the middlebox's rules for README.md."""
+    return "\n".join(
+        f"   - {describe_rule(r)}. Labels: pattern `{r['pattern']}`, provider "
+        f"{'`' + r['provider'] + '`' if r['provider'] else 'null'}."
+        for r in rules
+    )
 
 
 def write_outputs(pcap: Path, labels: dict[str, Any], key: pkimod.Pki) -> None:
@@ -882,6 +1133,11 @@ def write_outputs(pcap: Path, labels: dict[str, Any], key: pkimod.Pki) -> None:
             pcap_size=(OUT_DIR / PCAP_NAME).stat().st_size,
             long_sni_len=len(LONG_SNI),
             split_mtu=SPLIT_MTU,
+            n_intercepted=sum(1 for f in labels["flows"] if f["pattern"]),
+            link_delay_ms=LINK_DELAY_MS,
+            rtt_ms=2 * LINK_DELAY_MS,
+            blocked=BLOCKED,
+            middlebox_rules=rules_md(labels["middlebox"]["rules"]),
             tools="\n".join(f"- {k}: {v}" for k, v in labels["tools"].items()),
             leaf_sha256=labels["pki"]["leaf"]["sha256"],
         )
@@ -908,19 +1164,48 @@ def preflight() -> None:
             sys.exit(f"{prog} not found: apt-get install {pkg}")
 
 
+def start_middlebox(lab: Lab, paths: Paths, rules: list[dict[str, Any]]) -> Any:
+    """Kernel forwarding off in tp-router, ``middlebox.py`` forwarding with ``rules`` loaded."""
+    import make_interception_pcaps as mip  # late: it imports this module
+
+    if mip.LINK_DELAY_MS != LINK_DELAY_MS:
+        raise LabError(f"middlebox link delay {mip.LINK_DELAY_MS} ms, labels say {LINK_DELAY_MS}")
+    lab.sysctl(ROUTER_NS, "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+    mbox = mip.MiddleboxProc(lab, paths.work / "rules.json", paths.logs / "middlebox.log")
+    mbox.rules_path.write_text(json.dumps({"rules": rules, "local_ports": []}, indent=1))
+    mbox.proc.send_signal(signal.SIGHUP)
+    loaded = mbox.wait_event("reloaded").get("rules")
+    if loaded != [r["name"] for r in rules]:
+        raise LabError(f"middlebox loaded {loaded}, want {[r['name'] for r in rules]}")
+    return mbox
+
+
+def check_rules_fired(mbox: Any, sc: Scenario, results: list[ConnResult]) -> None:
+    """The middlebox fired exactly the scenario's rule on its connections (none on clean ones)."""
+    want = [sc.rule] if sc.rule else []
+    for res in results:
+        events = mbox.events_for(res.local_ip, res.local_port)
+        fired = [e["rule"] for e in events if e.get("event") == "trigger"]
+        if fired != want:
+            raise LabError(f"{sc.name}: middlebox rules fired {fired}, scenario expects {want}")
+
+
 def capture_all(
-    lab: Lab, scenarios: list[Scenario], paths: Paths, pcap: Path
+    lab: Lab, scenarios: list[Scenario], paths: Paths, pcap: Path, mbox: Any, rules: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], str]:
     """Run every scenario under tcpdump; return flow labels and tcpdump's statistics."""
+    by_name = {r["name"]: r for r in rules}
     flows: list[dict[str, Any]] = []
     tcpdump = start_capture(lab, pcap)
     time.sleep(PAUSE)
     for sc in scenarios:
         results = run_scenario(lab, sc, paths)
         check_outcome(sc, results)
-        flows += flow_labels(sc, results, len(flows))
-        print(f"  ok  {sc.name:<20} {', '.join(f'{r.local_ip}:{r.local_port}' for r in results)}")
-        time.sleep(PAUSE)
+        time.sleep(PAUSE)  # also lets the middlebox's event reader catch up
+        check_rules_fired(mbox, sc, results)
+        flows += flow_labels(sc, results, len(flows), by_name)
+        fired = f"  [{sc.rule}]" if sc.rule else ""
+        print(f"  ok  {sc.name:<26} {', '.join(f'{r.local_ip}:{r.local_port}' for r in results)}{fired}")
     return flows, stop_capture(lab, tcpdump)
 
 
@@ -929,15 +1214,20 @@ def generate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tlsprobe-lab-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
-        key = pkimod.make_pki(work / "pki", [DEMO, ALT, MAIL, LONG_SNI], [SERVER_V4, SERVER_V6])
+        key = pkimod.make_pki(work / "pki", [DEMO, ALT, MAIL, BLOCKED, LONG_SNI], [SERVER_V4, SERVER_V6])
         paths = Paths(work=work, ca=key.root_cert)
         pcap = work / PCAP_NAME
+        rules = middlebox_rules()
         lab = Lab(verbose=args.verbose)
         try:
             lab.setup()
+            mbox = start_middlebox(lab, paths, rules)
             start_servers(lab, key, paths)
-            print(f"lab up, servers listening; capturing on {CLIENT_NS}/{CLIENT_IF}")
-            flows, stats = capture_all(lab, build_scenarios(paths), paths, pcap)
+            print(
+                f"lab up, middlebox routing with rules {[r['name'] for r in rules]}, servers "
+                f"listening; capturing on {CLIENT_NS}/{CLIENT_IF}"
+            )
+            flows, stats = capture_all(lab, build_scenarios(paths), paths, pcap, mbox, rules)
         except (LabError, subprocess.SubprocessError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             _keep_logs(paths)
@@ -945,16 +1235,21 @@ def generate(args: argparse.Namespace) -> int:
         finally:
             lab.teardown()
         print(stats)
-        return finish(pcap, flows, key, stats, paths)
+        return finish(pcap, flows, key, stats, paths, rules)
 
 
 def finish(
-    pcap: Path, flows: list[dict[str, Any]], key: pkimod.Pki, stats: str, paths: Paths
+    pcap: Path,
+    flows: list[dict[str, Any]],
+    key: pkimod.Pki,
+    stats: str,
+    paths: Paths,
+    rules: list[dict[str, Any]],
 ) -> int:
     """Cross-check with tshark, then install the files (only if the check passed)."""
     if shutil.which("tshark") is None:
         print("warning: tshark not found (apt-get install tshark); capture not cross-checked")
-    elif not cross_check(pcap, flows):
+    elif not cross_check(pcap, flows, rules):
         _keep_logs(paths, pcap)
         print("error: capture does not match the labels; pcaps/ left unchanged", file=sys.stderr)
         return 1
@@ -962,7 +1257,7 @@ def finish(
     if size > MAX_OUTPUT_BYTES:
         print(f"error: capture is {size} bytes, over {MAX_OUTPUT_BYTES}", file=sys.stderr)
         return 1
-    write_outputs(pcap, build_labels(flows, key, stats), key)
+    write_outputs(pcap, build_labels(flows, key, stats, rules), key)
     print(
         f"\nwrote {OUT_DIR / PCAP_NAME} ({size} bytes), demo.labels.json ({len(flows)} flows), "
         f"demo-ca.pem, README.md"
