@@ -427,7 +427,7 @@ class Analyzer:
             client_hello=ch, transport="quic", ip_version=ipv, server_hello=tracker.server_hello,
             client_hello_segments=max(1, tracker.initials[tracker.client]), client_hello_bytes=tracker.ch_bytes,
             client_hello_records=0,
-            outcome=tracker.outcome(max(self._now, tracker.last_ts), self.limits.evidence_window),
+            outcome=tracker.outcome(tracker.last_ts, self.limits.evidence_window),
             evidence=tracker.evidence(),
             quic=tracker.quic_fields(), capture=self.capture_name, anomalies=list(tracker.anomalies),
         )
@@ -778,6 +778,7 @@ class Analyzer:
         ctx.judge(d)
         verdict = ctx.refine(d, self.rules.evaluate(d) if self.rules else None)
         ctx.anchor(d, verdict)
+        ctx.observe(d)
         rec.interception = d["interception"] = verdict
         rec.cached = d
         return rec
@@ -825,7 +826,10 @@ class Analyzer:
     # -- eviction ------------------------------------------------------------
 
     def _sweep(self, now: float) -> None:
-        self._next_sweep = now + self.limits.sweep_interval
+        # on a fixed grid of capture time, not relative to this call: every -j worker (whose
+        # timers run at different packets) then sweeps at the same packet as one process
+        interval = self.limits.sweep_interval
+        self._next_sweep = (now // interval + 1) * interval
         if self.quic:
             self._quic_flush(now - self.limits.flow_idle_timeout, now - self.limits.evidence_window)
         self._evict([f for f in self.table.idle(now) if f.deadline is None or f.done], evicted=False)

@@ -115,7 +115,10 @@ class ServerProfile:
     answered: int = 0  # handshakes it answered with a ServerHello (TCP)
     quic_answered: set[str] = field(default_factory=set)  # SNIs it answered over QUIC
     quic_blocked: dict[int, float] = field(default_factory=dict)  # port -> last blackholed QUIC Initial
-    leaves: dict[str, tuple[str, bool, str]] = field(default_factory=dict)  # "port|name" -> (issuer, verified, flow)
+    # "port|name" and "*|name" -> leaves seen: (issuer, verified, flow text, flow key)
+    leaves: dict[str, list[tuple[str, bool, str, str]]] = field(default_factory=dict)
+    # the hosts that completed its TCP handshakes: (flow key, SYN-ACK TTL, RTT ms at the client)
+    hosts: list[tuple[str, int, float | None]] = field(default_factory=list)
     trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
     anchors: list[Anchor] = field(default_factory=list)
     issuers: dict[str, set[str]] = field(default_factory=dict)  # unverified issuer -> registrable domains
@@ -135,6 +138,11 @@ def _flow_text(d: Mapping[str, Any]) -> str:
     sni = d.get("sni") or ((d.get("http_request") or {}).get("host"))
     return f"{d.get('src_ip')}:{d.get('src_port')} -> {d.get('dst_ip')}:{d.get('dst_port')}" + (
         f" ({str(sni)[:64]!r})" if sni else "")
+
+
+def _key(d: Mapping[str, Any]) -> str:
+    """A record's identity within a run (client end and hello time)."""
+    return f"{d.get('src_ip')}|{d.get('src_port')}|{d.get('ts')}"
 
 
 def _name(d: Mapping[str, Any]) -> str | None:
@@ -195,11 +203,15 @@ class Context:
     # -- judging -----------------------------------------------------------------
 
     def judge(self, d: dict[str, Any]) -> None:
-        """Write ``evidence.context`` and correct ``evidence.tells`` from the profiles."""
+        """Write ``evidence.context`` and correct ``evidence.tells`` from the profiles (what
+        the record itself added to them, when judged again after its settle window, is
+        left out)."""
         ev = d.get("evidence")
         if not isinstance(ev, dict):
             return
         prof = self._server(str(d.get("dst_ip")), create=False)
+        key = _key(d)
+        others = [h for h in prof.hosts if h[0] != key] if prof is not None else []
         ctx: dict[str, Any] = {
             "server_flows": prof.flows if prof else 0,
             "server_ttls": sorted(prof.ttls) if prof else [],
@@ -216,11 +228,12 @@ class Context:
         if d.get("transport") == "quic":
             self._judge_quic(d, ev, ctx, prof)
             return
-        self._judge_ttl(ev, ctx, prof)
-        self._judge_host(ev, ctx, prof)
-        self._judge_certificate(d, ev, ctx, prof)
+        ctx["server_flows"] = len(others)
+        self._judge_ttl(ev, ctx, prof, len(others))
+        self._judge_host(ev, ctx, others)
+        self._judge_certificate(d, ev, ctx, prof, key)
 
-    def _judge_ttl(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None) -> None:
+    def _judge_ttl(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None, flows: int) -> None:
         """Is the packet that carried the outcome foreign to the server's genuine TTLs?
 
         Genuine: this flow's SYN-ACK and, with a profile of MIN_PROFILE_FLOWS flows or
@@ -237,7 +250,7 @@ class Context:
         if not isinstance(ttl, int) or not isinstance(own, int):
             return
         genuine = {own}
-        profiled = prof is not None and prof.flows >= MIN_PROFILE_FLOWS and bool(prof.ttls)
+        profiled = prof is not None and flows >= MIN_PROFILE_FLOWS and bool(prof.ttls)
         if profiled:
             assert prof is not None
             genuine |= set(prof.ttls)
@@ -254,31 +267,39 @@ class Context:
             elif not foreign and "ttl_mismatch" in tells:
                 tells.remove("ttl_mismatch")
 
-    def _judge_host(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None) -> None:
+    @staticmethod
+    def _judge_host(ev: dict[str, Any], ctx: dict[str, Any], others: list[tuple[str, int, float | None]]) -> None:
         """Did the host that completed this TCP handshake differ from the server's own?
 
         A transparent proxy answers the SYN itself: its SYN-ACK carries its TTL and comes
-        back after its (shorter) round trip.  Compared with the server's other flows.
+        back after its own round trip, never a longer one than the server's.  So: another
+        TTL than a flow of the same server that took over twice as long, or another TTL
+        than the one every other flow of a stable server showed (at least
+        MIN_PROFILE_FLOWS of them) without taking longer.  The genuine server is the
+        farthest responder on the path: its flows are never the ones flagged.
         """
         base = ev.get("baseline")
-        if prof is None or prof.flows < 1 or not prof.ttls or not isinstance(base, dict):
+        if ev.get("vantage") != "client" or not others or not isinstance(base, dict):
             return
         ttl, rtt = base.get("ttl"), ev.get("rtt_ms")
         if not isinstance(ttl, int):
             return
-        lo, hi = min(prof.ttls), max(prof.ttls)
-        spread = hi - lo
-        ttl_differs = (ttl < lo - spread or ttl > hi + spread) and (prof.flows >= MIN_PROFILE_FLOWS
-                                                                  or abs(ttl - lo) >= TTL_TOLERANCE)
-        nearer = (isinstance(rtt, (int, float)) and prof.rtt_min_ms is not None and prof.rtt_min_ms >= MIN_RTT_MS
-                  and prof.flows >= MIN_PROFILE_FLOWS and rtt < NEARER_RTT_RATIO * prof.rtt_min_ms)
-        if ttl_differs or nearer:
-            ctx["host"] = {"differs": True, "synack_ttl": ttl, "server_ttls": sorted(prof.ttls),
-                           "rtt_ms": rtt, "server_rtt_min_ms": prof.rtt_min_ms, "nearer": bool(nearer),
-                           "ttl_differs": ttl_differs, "compared_flows": prof.flows}
+        rtt_f = float(rtt) if isinstance(rtt, (int, float)) else None
+        slower = [r for t, r in ((t, r) for _, t, r in others)
+                  if r is not None and t != ttl and r >= MIN_RTT_MS and rtt_f is not None
+                  and rtt_f < NEARER_RTT_RATIO * r]
+        ttls = {t for _, t, _ in others}
+        rtts = sorted(r for _, _, r in others if r is not None)
+        median = rtts[len(rtts) // 2] if rtts else None
+        stable = len(others) >= MIN_PROFILE_FLOWS and len(ttls) == 1 and ttl not in ttls and (
+            rtt_f is None or median is None or rtt_f <= 1.5 * median)
+        if slower or stable:
+            ctx["host"] = {"differs": True, "synack_ttl": ttl, "server_ttls": sorted(ttls), "rtt_ms": rtt,
+                           "server_rtt_median_ms": median, "nearer": bool(slower), "ttl_differs": ttl not in ttls,
+                           "compared_flows": len(others)}
 
     def _judge_certificate(self, d: dict[str, Any], ev: dict[str, Any], ctx: dict[str, Any],
-                           prof: ServerProfile | None) -> None:
+                           prof: ServerProfile | None, key: str) -> None:
         certs = d.get("certificates")
         cert = ev.get("certificate")
         name = d.get("sni")
@@ -292,16 +313,19 @@ class Context:
             issuer = str(certs[0].get("issuer") or "")
             out["issuer"] = issuer
             if prof is not None and isinstance(name, str):
-                before = prof.leaves.get(f"{d.get('dst_port')}|{name.lower()}") or prof.leaves.get(f"*|{name.lower()}")
-                if before is not None and before[0] != issuer:
-                    out["conflict"] = {"issuer": before[0][:200], "verified": before[1], "flow": before[2]}
+                seen = [*prof.leaves.get(f"{d.get('dst_port')}|{name.lower()}", ()),
+                        *prof.leaves.get(f"*|{name.lower()}", ())]
+                other = [e for e in seen if e[3] != key and e[0] != issuer]
+                if other:
+                    best = max(other, key=lambda e: e[1])  # a verified one first
+                    out["conflict"] = {"issuer": best[0][:200], "verified": best[1], "flow": best[2]}
             # (per server, so that -j workers, which own whole servers, judge alike; the
             # run-wide view of each issuer is in findings())
             domains = prof.issuers.get(issuer) if prof is not None else None
             if domains is not None and not verified and not certs[0].get("self_signed"):
-                seen = domains | ({registrable(name)} if isinstance(name, str) else set())
-                out["issuer_domains"] = len(seen)
-                out["minting"] = len(seen) >= MINTING_DOMAINS
+                spread = domains | ({registrable(name)} if isinstance(name, str) else set())
+                out["issuer_domains"] = len(spread)
+                out["minting"] = len(spread) >= MINTING_DOMAINS
         if out:
             ctx["certificate"] = out
 
@@ -355,7 +379,7 @@ class Context:
         if isinstance(host, dict):
             out.append(f"SYN-ACK TTL {host.get('synack_ttl')}, RTT {host.get('rtt_ms')} ms; the server's other "
                        f"{host.get('compared_flows')} flows: TTLs {host.get('server_ttls')}, "
-                       f"shortest RTT {host.get('server_rtt_min_ms')} ms")
+                       f"median RTT {host.get('server_rtt_median_ms')} ms")
         cert = ctx.get("certificate")
         if isinstance(cert, dict) and isinstance(cert.get("conflict"), dict):
             c = cert["conflict"]
@@ -415,35 +439,50 @@ class Context:
 
     # -- learning ----------------------------------------------------------------
 
-    def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
-        """Add a judged record to the profiles."""
+    def observe(self, d: Mapping[str, Any]) -> None:
+        """Add a closed record's facts to the profiles - what the packets showed, whatever
+        its verdict will be, so that records held for their settle window inform each other
+        whatever order they are released in."""
         ev = d.get("evidence")
         ip = d.get("dst_ip")
         if not isinstance(ev, dict) or not isinstance(ip, str):
             return
         prof = self._server(ip, create=True)
         assert prof is not None
-        pattern = verdict.get("pattern") if verdict else None
-        if d.get("transport") == "quic":
-            self._learn_quic(d, prof, pattern)
-            return
-        ctx = ev.get("context") if isinstance(ev.get("context"), dict) else {}
-        substituted = pattern == "certificate_substitution" or bool((ctx or {}).get("host"))
         prof.flows += 1
+        sni = d.get("sni")
+        if d.get("transport") == "quic":
+            if d.get("outcome") == "server_hello" and isinstance(sni, str) and (
+                    len(prof.quic_answered) < CONTEXT_MAX_NAMES):
+                prof.quic_answered.add(sni)
+            return
         base = ev.get("baseline")
-        if not substituted and isinstance(base, dict) and isinstance(base.get("ttl"), int):
+        if isinstance(base, dict) and isinstance(base.get("ttl"), int):
             _bump(prof.ttls, base["ttl"], CONTEXT_MAX_TTLS)
             rtt = ev.get("rtt_ms")
-            if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" and (
-                    prof.rtt_min_ms is None or rtt < prof.rtt_min_ms):
-                prof.rtt_min_ms = float(rtt)
-        if d.get("outcome") == "server_hello" and not substituted:
+            if len(prof.hosts) >= CONTEXT_MAX_NAMES:
+                del prof.hosts[0]
+            prof.hosts.append((_key(d), base["ttl"],
+                               float(rtt) if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" else None))
+        if d.get("outcome") == "server_hello":
             prof.answered += 1
             for p in ev.get("server_packets") or ():
                 if isinstance(p, dict) and isinstance(p.get("ttl"), int) and p.get("payload_len"):
                     _bump(prof.ttls, p["ttl"], CONTEXT_MAX_TTLS)
                     break  # the packet carrying the ServerHello
-        self._learn_certificate(d, ev, prof, substituted)
+        self._learn_certificate(d, ev, prof)
+
+    def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
+        """What a final verdict teaches: a blackholed QUIC connection starts the residual
+        window of its server and port."""
+        ip, port, ts = d.get("dst_ip"), d.get("dst_port"), d.get("ts")
+        if (d.get("transport") != "quic" or not verdict or verdict.get("pattern") != "blackhole"
+                or not isinstance(ip, str) or not isinstance(port, int) or not isinstance(ts, (int, float))):
+            return
+        prof = self._server(ip, create=True)
+        assert prof is not None
+        if port in prof.quic_blocked or len(prof.quic_blocked) < CONTEXT_MAX_NAMES:
+            prof.quic_blocked[port] = float(ts)
 
     def anchor(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
         """A verdict whose provider comes from content (a block page's markers, a
@@ -497,8 +536,7 @@ class Context:
         cert = ev.get("certificate") if isinstance(ev, dict) else None
         return bool(d.get("certificates")) and not (isinstance(cert, dict) and cert.get("chain_verified") is True)
 
-    def _learn_certificate(self, d: Mapping[str, Any], ev: Mapping[str, Any], prof: ServerProfile,
-                           substituted: bool) -> None:
+    def _learn_certificate(self, d: Mapping[str, Any], ev: Mapping[str, Any], prof: ServerProfile) -> None:
         certs = d.get("certificates")
         name = d.get("sni")
         if not certs or not isinstance(certs, list) or not isinstance(certs[0], dict) or not isinstance(name, str):
@@ -509,11 +547,14 @@ class Context:
         lname = name.lower()
         if verified and len(prof.trusted_names) < CONTEXT_MAX_NAMES:
             prof.trusted_names.add(lname)
-        if not substituted:
-            for key in (f"{d.get('dst_port')}|{lname}", f"*|{lname}"):
-                known = key in prof.leaves
-                if (not known and len(prof.leaves) < CONTEXT_MAX_NAMES) or (known and verified):
-                    prof.leaves[key] = (issuer, verified, _flow_text(d))
+        entry = (issuer, verified, _flow_text(d), _key(d))
+        for slot in (f"{d.get('dst_port')}|{lname}", f"*|{lname}"):
+            listed = prof.leaves.get(slot)
+            if listed is None and len(prof.leaves) < CONTEXT_MAX_NAMES:
+                listed = prof.leaves[slot] = []
+            # a few distinct issuers per name are enough to show a conflict
+            if listed is not None and len(listed) < 4 and all(e[0] != issuer or e[1] != verified for e in listed):
+                listed.append(entry)
         if verified or certs[0].get("self_signed"):
             return
         domains = prof.issuers.get(issuer)
@@ -533,15 +574,6 @@ class Context:
                               (iss.servers, str(d.get("dst_ip")))):
             if len(bucket) < CONTEXT_MAX_NAMES:
                 bucket.add(value)
-
-    def _learn_quic(self, d: Mapping[str, Any], prof: ServerProfile, pattern: str | None) -> None:
-        prof.flows += 1
-        sni, port, ts = d.get("sni"), d.get("dst_port"), d.get("ts")
-        if d.get("outcome") == "server_hello" and isinstance(sni, str) and len(prof.quic_answered) < CONTEXT_MAX_NAMES:
-            prof.quic_answered.add(sni)
-        if pattern == "blackhole" and isinstance(port, int) and isinstance(ts, (int, float)) and (
-                port in prof.quic_blocked or len(prof.quic_blocked) < CONTEXT_MAX_NAMES):
-            prof.quic_blocked[port] = float(ts)
 
     # -- the whole run -------------------------------------------------------------
 
