@@ -33,8 +33,8 @@ class AsnDb:
         self.path = path
         try:
             self._reader = maxminddb.open_database(path)
-        except (OSError, ValueError) as exc:
-            raise AsnDbError(f"cannot read ASN database {path}: {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:  # maxminddb.InvalidDatabaseError is a RuntimeError
+            raise AsnDbError(f"cannot read ASN database {path}: {getattr(exc, 'strerror', None) or exc}") from None
         self._cache: dict[str, dict[str, Any] | None] = {}
 
     def lookup(self, ip: str) -> dict[str, Any] | None:
