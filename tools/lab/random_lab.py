@@ -1067,7 +1067,7 @@ def proxy_evidence(f: Flow, rep: dict[str, Any], p: Proxy, logs: Path) -> tuple[
             if len(parts) > 7 and parts[4] == str(canon(rep["local_ip"])) and parts[5] == str(port):
                 if (canon(parts[6]), int(parts[7])) != dst:
                     return None, [f"{f.name}: sslsplit went to {parts[6]}:{parts[7]}, not {dst}"]
-                return {"proxy_log": " ".join(parts[3:9])}, []
+                return {"proxy_log": " ".join(parts[3:])}, []
         debug = (logs / f"proxy{p.index}.log").read_text()
         target = f"Connecting to [{dst[0]}]:{dst[1]}"
         if f.client_ok:
@@ -1214,10 +1214,10 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
             flows = []
             for f in d.flows:
                 rep = reports[f.name]
-                ev = mbox.events_for(str(rep["local_ip"]), rep["local_port"]) if rep["local_port"] else []
-                if rep["local_ip"] and rep["local_port"]:
-                    ev = [e for e in mbox.events if e.get("flow", [None, None])[:2] == [canon(rep["local_ip"]),
-                                                                                      rep["local_port"]]]
+                # the whole 4-tuple: a client's ephemeral port can come back in a later flow to another server
+                ev = [e for e in mbox.events if rep["local_ip"] and rep["local_port"]
+                      and e.get("flow", [None] * 4)[:4] == [canon(rep["local_ip"]), rep["local_port"],
+                                                            canon(f.server_ip), f.port]]
                 problems += check_flow(f, rep, ev)
                 label = flow_label(f, rep, d)
                 proxy = next((p for p in d.proxies if f.transport == "tcp" and (f.server_ip, f.port) in p.dsts()),
