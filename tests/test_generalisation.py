@@ -57,12 +57,14 @@ def analyse(labels_path: Path) -> list[tuple[dict[str, Any], dict[str, Any] | No
     """Pair every labelled flow with tlsprobe's record for it (None when there is none)."""
     doc = json.loads(labels_path.read_text())
     pcap = labels_path.parent / doc["capture"]
-    recs: dict[tuple[str | None, int, str], dict[str, Any]] = {}
+    # the whole 4-tuple: a client's ephemeral port can come back in a later flow to another server
+    recs: dict[tuple[str | None, int, str | None, int, str], dict[str, Any]] = {}
     for r in iter_records([str(pcap)], analyzer=Analyzer(http=True)):
         d = r.to_dict()
         proto = "udp" if d.get("transport") == "quic" else "tcp"
-        recs.setdefault((_canon(d["src_ip"]), d["src_port"], proto), d)
-    return [(f, recs.get((_canon(f["client_ip"]), f["client_port"], f["transport"]))) for f in doc["flows"]]
+        recs.setdefault((_canon(d["src_ip"]), d["src_port"], _canon(d["dst_ip"]), d["dst_port"], proto), d)
+    return [(f, recs.get((_canon(f["client_ip"]), f["client_port"], _canon(f["server_ip"]), f["server_port"],
+                          f["transport"]))) for f in doc["flows"]]
 
 
 def _got(rec: dict[str, Any] | None) -> tuple[str | None, str | None]:
