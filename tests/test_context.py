@@ -55,7 +55,8 @@ def _flow(t: float, cport: int, name: str, synack_ttl: int, reply: tuple[str, in
     ]
     end = 1001 + len(hello)
     if reply is None:
-        sh = record(22, handshake(2, struct.pack("!H", 0x0303) + b"\x11" * 32 + b"\x00" + b"\x13\x01\x00" + b"\x00\x00"))
+        body = struct.pack("!H", 0x0303) + b"\x11" * 32 + b"\x00" + b"\x13\x01\x00" + b"\x00\x00"
+        sh = record(22, handshake(2, body))
         out.append((t + 2 * RTT + 0.0003, _frame(s, c, 8443, cport, 5001, end, 0x18, synack_ttl, sh, label=label)))
     else:
         rst_label = 0 if reply[0] == "rst0" else label
@@ -244,11 +245,11 @@ def test_icmp_error_is_decoded_as_the_packet_it_quotes() -> None:
     udp = struct.pack("!HHHH", 51000, 4433, 8 + 4, 0) + b"\xc0\x00\x00\x01"
     inner = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 63, 17, 0, client, server) + udp
     icmp = struct.pack("!BBHI", 3, 3, 0, 0) + inner
-    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0, server, client) + icmp
+    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0, router, client) + icmp
     seg = Decoder(AnomalyLog()).decode(1, b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + outer, T0)
     assert seg is not None and seg.proto == PROTO_ICMP
     assert (seg.src, seg.dst, seg.sport, seg.dport) == (client, server, 51000, 4433)
-    assert seg.flags == (3 << 8) | 3 and seg.window == 17 and seg.icmp_from == server
+    assert seg.flags == (3 << 8) | 3 and seg.window == 17 and seg.icmp_from == router
 
 
 def test_profiles_are_bounded() -> None:

@@ -98,16 +98,19 @@ def test_flow_matches_its_label(label: dict[str, Any], records: dict[tuple[str, 
 
 
 def test_port_comparison_reports_the_blocked_ports(records: dict[tuple[str, int], dict[str, Any]]) -> None:
-    """Where the labels have one client, server and SNI intercepted on one port and clean on
-    another, the comparison says so (IPv4 and IPv6: 'fails on 8443, not on 443')."""
+    """Where the labels have one client, server and name intercepted on one port and clean on
+    another, the comparison says so (IPv4 and IPv6: 'fails on 8443, not on 443'); a plain
+    HTTP request counts under its Host name, an intercepted one only (clean ones are not
+    records without --http)."""
     cmp = PortComparison()
     for rec in records.values():
         cmp.add(rec)
     found = {(f["client_ip"], f["server_ip"], f["sni"]): f for f in cmp.findings() if f["kind"] == "port"}
     groups: dict[tuple[str, str, str | None], dict[str, set[int]]] = {}
     for f in LABELS:
-        if f["tls"]:
-            group = groups.setdefault((f["client_ip"], f["server_ip"], f["sni"]), {"bad": set(), "ok": set()})
+        name = f["sni"] if f["tls"] else (f.get("http_host") or "").rpartition(":")[0] or None
+        if f["tls"] or (f["pattern"] and name):
+            group = groups.setdefault((f["client_ip"], f["server_ip"], name), {"bad": set(), "ok": set()})
             group["bad" if f["pattern"] else "ok"].add(f["server_port"])
     expected = {k: g for k, g in groups.items() if g["bad"] and g["ok"] - g["bad"]}
     assert {ip for _, ip, _ in expected} == {"10.77.2.2", "fd77:2::2"}

@@ -76,6 +76,8 @@ class PortComparison:
         if v is None:
             return
         sni = rec.get("sni")
+        if rec.get("kind") == "http":  # a plain HTTP request is compared by its Host name
+            sni = _host_name(rec.get("http_request"))
         _count(self, self.by_name, (rec["src_ip"], rec["dst_ip"], sni), rec["dst_port"], v)
         _count(self, self.by_port, (rec["dst_ip"], rec["dst_port"]), sni, v)
 
@@ -119,6 +121,16 @@ def _split(groups: dict[Any, Counter[str]]) -> tuple[list[tuple[Any, int]], list
             how = max(fails, key=lambda k: fails[k]).split(":", 1)[1]
             bad.append((member, how, sum(fails.values())))
     return ok, bad
+
+
+def _host_name(request: Any) -> str | None:
+    """The Host of an HTTP request without its port (``[v6]:port`` too)."""
+    host = request.get("host") if isinstance(request, Mapping) else None
+    if not isinstance(host, str) or not host:
+        return None
+    if host.startswith("["):
+        return host[1:].partition("]")[0] or None
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def _sni(sni: str | None) -> str:

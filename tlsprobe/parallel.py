@@ -34,7 +34,7 @@ _PACKET_LEVEL = ("packets", "other_packets", "files")
 
 
 # what the parent needs of a record besides its encoded line (filters, port comparison)
-BRIEF_KEYS = ("src_ip", "dst_ip", "dst_port", "sni", "outcome", "interception")
+BRIEF_KEYS = ("kind", "src_ip", "dst_ip", "dst_port", "sni", "http_request", "outcome", "interception")
 
 
 def _worker(paths: Sequence[str], limits: Limits, part: int, nparts: int, conn: Connection, progress: bool,

@@ -50,8 +50,8 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         f"({_n(summary.get('non_standard_port', 0))} on non-standard ports, {share:.1%}) "
         f"in {float(summary.get('seconds') or 0):.2f} s"
         + (f" ({_n(pps)} packets/s)" if pps is not None else ""),
-        f"intercepted: {_n(summary.get('intercepted', 0))} handshake"
-        f"{'s' if summary.get('intercepted') != 1 else ''}",
+        f"intercepted: {_n(summary.get('intercepted', 0))} record"
+        f"{'s' if summary.get('intercepted') != 1 else ''} (handshakes and plain HTTP requests)",
     ]
     if live:
         received, dropped = int(live.get("kernel_received") or 0), int(live.get("kernel_dropped") or 0)
@@ -70,6 +70,12 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         lines += [f"  {terminal_safe(str(f.get('summary')), 400)}" for f in findings[:MAX_FINDINGS_SHOWN]]
         if len(findings) > MAX_FINDINGS_SHOWN:
             lines.append(f"  ... {len(findings) - MAX_FINDINGS_SHOWN} more in --summary-json")
+    context = summary.get("context_findings") or []
+    if context:
+        lines.append("across flows:")
+        lines += [f"  {terminal_safe(str(f.get('text')), 400)}" for f in context[:MAX_FINDINGS_SHOWN]]
+        if len(context) > MAX_FINDINGS_SHOWN:
+            lines.append(f"  ... {len(context) - MAX_FINDINGS_SHOWN} more in --summary-json")
     anomalies: Mapping[str, int] = summary.get("anomalies") or {}
     if anomalies:
         width = max(len(code) for code in anomalies)
