@@ -152,9 +152,6 @@ COMPARE_MAX_MEMBERS = 64
 # seen dropped first): ~1 KB each with full sets, so ~8 MB; a scan of a /16 keeps the
 # most recent 8k servers, which is where a comparison is still useful.
 CONTEXT_MAX_SERVERS = 8_192
-# Distinct genuine TTLs kept per server (a path wanders over a few values; more means
-# the profile says nothing and the fixed tolerance would be as good).
-CONTEXT_MAX_TTLS = 16
 # Names (per server: leaves and trusted names; per issuer: names, domains, servers) and
 # QUIC ports remembered: enough to show an issuer minting for many names, bounded
 # against a capture of a million distinct SNIs.

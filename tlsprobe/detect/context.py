@@ -35,7 +35,6 @@ from tlsprobe.limits import (
     CONTEXT_MAX_ISSUERS,
     CONTEXT_MAX_NAMES,
     CONTEXT_MAX_SERVERS,
-    CONTEXT_MAX_TTLS,
     CONTEXT_QUIC_RESIDUAL_S,
 )
 
@@ -74,11 +73,6 @@ def registrable(name: str) -> str:
     return ".".join(labels[-2:])
 
 
-def _bump(counts: dict[Any, int], key: Any, cap: int) -> None:
-    if key in counts or len(counts) < cap:
-        counts[key] = counts.get(key, 0) + 1
-
-
 @dataclass(frozen=True, slots=True)
 class ContextOptions:
     """What the user told the context stage (picklable: -j workers build their own)."""
@@ -105,20 +99,41 @@ class Anchor:
     ip_version: int = 4
 
 
+Host = tuple[str, int, float | None, int | None]
+
+
+def genuine_hosts(hosts: list[Host]) -> list[Host]:
+    """The hosts that were the server itself: not answered from nearer than another host
+    with another TTL (a transparent proxy; the genuine server is the farthest responder)."""
+    slowest: dict[int, float] = {}
+    for _, ttl, rtt, _ in hosts:
+        if rtt is not None and rtt >= MIN_RTT_MS and rtt > slowest.get(ttl, 0.0):
+            slowest[ttl] = rtt
+    if not slowest:
+        return hosts
+    out = []
+    for h in hosts:
+        rtt = h[2]
+        if rtt is not None and any(t != h[1] and rtt < NEARER_RTT_RATIO * r for t, r in slowest.items()):
+            continue
+        out.append(h)
+    return out
+
+
 @dataclass(slots=True)
 class ServerProfile:
     """What the run has seen of one server address."""
 
     flows: int = 0
-    ttls: dict[int, int] = field(default_factory=dict)  # genuine packets' TTLs (SYN-ACKs, answers)
-    rtt_min_ms: float | None = None  # shortest handshake RTT of its own (not substituted) flows
     answered: int = 0  # handshakes it answered with a ServerHello (TCP)
     quic_answered: set[str] = field(default_factory=set)  # SNIs it answered over QUIC
     quic_blocked: dict[int, float] = field(default_factory=dict)  # port -> last blackholed QUIC Initial
     # "port|name" and "*|name" -> leaves seen: (issuer, verified, flow text, flow key)
     leaves: dict[str, list[tuple[str, bool, str, str]]] = field(default_factory=dict)
-    # the hosts that completed its TCP handshakes: (flow key, SYN-ACK TTL, RTT ms at the client)
-    hosts: list[tuple[str, int, float | None]] = field(default_factory=list)
+    # the hosts that completed its TCP handshakes: (flow key, SYN-ACK TTL, RTT ms at the
+    # client, TTL of the packet that carried the ServerHello or None)
+    hosts: list[Host] = field(default_factory=list)
+    quic_silent: dict[int, list[tuple[float, str | None]]] = field(default_factory=dict)  # port -> (ts, SNI)
     trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
     anchors: list[Anchor] = field(default_factory=list)
     issuers: dict[str, set[str]] = field(default_factory=dict)  # unverified issuer -> registrable domains
@@ -214,8 +229,8 @@ class Context:
         others = [h for h in prof.hosts if h[0] != key] if prof is not None else []
         ctx: dict[str, Any] = {
             "server_flows": prof.flows if prof else 0,
-            "server_ttls": sorted(prof.ttls) if prof else [],
-            "server_rtt_min_ms": prof.rtt_min_ms if prof else None,
+            "server_ttls": [],
+            "server_rtt_min_ms": None,
             "server_answered": (prof.answered + len(prof.quic_answered)) if prof else 0,
             "ttl": None,
             "host": None,
@@ -229,15 +244,20 @@ class Context:
             self._judge_quic(d, ev, ctx, prof)
             return
         ctx["server_flows"] = len(others)
-        self._judge_ttl(ev, ctx, prof, len(others))
+        genuine = genuine_hosts(others)
+        ctx["server_ttls"] = sorted({t for h in genuine for t in (h[1], h[3]) if t is not None})
+        ctx["server_rtt_min_ms"] = min((h[2] for h in genuine if h[2] is not None), default=None)
+        self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine))
         self._judge_host(ev, ctx, others)
         self._judge_certificate(d, ev, ctx, prof, key)
 
-    def _judge_ttl(self, ev: dict[str, Any], ctx: dict[str, Any], prof: ServerProfile | None, flows: int) -> None:
+    @staticmethod
+    def _judge_ttl(ev: dict[str, Any], ctx: dict[str, Any], server_ttls: list[int], flows: int) -> None:
         """Is the packet that carried the outcome foreign to the server's genuine TTLs?
 
         Genuine: this flow's SYN-ACK and, with a profile of MIN_PROFILE_FLOWS flows or
-        more, every TTL the server's own packets carried.  The range they span is the
+        more, every TTL the server's own packets carried (SYN-ACKs and ServerHellos of its
+        other flows, leaving out those a nearer host answered).  The range they span is the
         server's variation; a TTL outside the range widened by that variation is foreign
         (a server that always sent 63 makes 64 foreign; one wandering over 62-64 needs 61
         or 66).  Without a profile the fixed tolerance of TTL_TOLERANCE hops applies.
@@ -250,10 +270,9 @@ class Context:
         if not isinstance(ttl, int) or not isinstance(own, int):
             return
         genuine = {own}
-        profiled = prof is not None and flows >= MIN_PROFILE_FLOWS and bool(prof.ttls)
+        profiled = flows >= MIN_PROFILE_FLOWS and bool(server_ttls)
         if profiled:
-            assert prof is not None
-            genuine |= set(prof.ttls)
+            genuine |= set(server_ttls)
         lo, hi = min(genuine), max(genuine)
         spread = hi - lo
         # with a profile: outside the genuine range widened by its spread; without: 2 hops
@@ -268,7 +287,7 @@ class Context:
                 tells.remove("ttl_mismatch")
 
     @staticmethod
-    def _judge_host(ev: dict[str, Any], ctx: dict[str, Any], others: list[tuple[str, int, float | None]]) -> None:
+    def _judge_host(ev: dict[str, Any], ctx: dict[str, Any], others: list[Host]) -> None:
         """Did the host that completed this TCP handshake differ from the server's own?
 
         A transparent proxy answers the SYN itself: its SYN-ACK carries its TTL and comes
@@ -285,11 +304,11 @@ class Context:
         if not isinstance(ttl, int):
             return
         rtt_f = float(rtt) if isinstance(rtt, (int, float)) else None
-        slower = [r for t, r in ((t, r) for _, t, r in others)
+        slower = [r for t, r in ((h[1], h[2]) for h in others)
                   if r is not None and t != ttl and r >= MIN_RTT_MS and rtt_f is not None
                   and rtt_f < NEARER_RTT_RATIO * r]
-        ttls = {t for _, t, _ in others}
-        rtts = sorted(r for _, _, r in others if r is not None)
+        ttls = {h[1] for h in others}
+        rtts = sorted(h[2] for h in others if h[2] is not None)
         median = rtts[len(rtts) // 2] if rtts else None
         stable = len(others) >= MIN_PROFILE_FLOWS and len(ttls) == 1 and ttl not in ttls and (
             rtt_f is None or median is None or rtt_f <= 1.5 * median)
@@ -338,8 +357,13 @@ class Context:
         residual = (blocked_at is not None and isinstance(ts, (int, float))
                     and 0 < ts - blocked_at <= CONTEXT_QUIC_RESIDUAL_S)
         other = sorted(n for n in prof.quic_answered if n != sni)[:8]
+        # another name to the same server and port went unanswered within the residual
+        # window too (before or after): the pair a residual block leaves
+        pair = isinstance(ts, (int, float)) and any(
+            n != sni and abs(t - ts) <= CONTEXT_QUIC_RESIDUAL_S for t, n in prof.quic_silent.get(port, ())
+        ) if isinstance(port, int) else False
         ctx["quic"] = {"answered_other_snis": other, "tcp_answered": prof.answered,
-                       "residual": residual,
+                       "residual": residual, "other_sni_silent": pair,
                        "since_blocked_s": round(ts - blocked_at, 3) if residual and isinstance(ts, float)
                        and blocked_at is not None else None}
 
@@ -452,24 +476,34 @@ class Context:
         prof.flows += 1
         sni = d.get("sni")
         if d.get("transport") == "quic":
+            port, ts = d.get("dst_port"), d.get("ts")
             if d.get("outcome") == "server_hello" and isinstance(sni, str) and (
                     len(prof.quic_answered) < CONTEXT_MAX_NAMES):
                 prof.quic_answered.add(sni)
+            elif d.get("outcome") == "silence" and isinstance(port, int) and isinstance(ts, (int, float)):
+                silent = prof.quic_silent.get(port)
+                if silent is None and len(prof.quic_silent) < CONTEXT_MAX_NAMES:
+                    silent = prof.quic_silent[port] = []
+                if silent is not None:
+                    if len(silent) >= CONTEXT_MAX_ANCHORS:
+                        del silent[0]
+                    silent.append((float(ts), sni if isinstance(sni, str) else None))
             return
-        base = ev.get("baseline")
-        if isinstance(base, dict) and isinstance(base.get("ttl"), int):
-            _bump(prof.ttls, base["ttl"], CONTEXT_MAX_TTLS)
-            rtt = ev.get("rtt_ms")
-            if len(prof.hosts) >= CONTEXT_MAX_NAMES:
-                del prof.hosts[0]
-            prof.hosts.append((_key(d), base["ttl"],
-                               float(rtt) if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" else None))
+        sh_ttl = None
         if d.get("outcome") == "server_hello":
             prof.answered += 1
             for p in ev.get("server_packets") or ():
                 if isinstance(p, dict) and isinstance(p.get("ttl"), int) and p.get("payload_len"):
-                    _bump(prof.ttls, p["ttl"], CONTEXT_MAX_TTLS)
-                    break  # the packet carrying the ServerHello
+                    sh_ttl = p["ttl"]  # the packet carrying the ServerHello
+                    break
+        base = ev.get("baseline")
+        if isinstance(base, dict) and isinstance(base.get("ttl"), int):
+            rtt = ev.get("rtt_ms")
+            if len(prof.hosts) >= CONTEXT_MAX_NAMES:
+                del prof.hosts[0]
+            prof.hosts.append((_key(d), base["ttl"],
+                               float(rtt) if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" else None,
+                               sh_ttl))
         self._learn_certificate(d, ev, prof)
 
     def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:

@@ -92,6 +92,7 @@ class FlowEvidence:
         "ch_retransmissions",
         "ch_ts",
         "client_rsts",
+        "closed_seq",
         "dropped_packets",
         "first_client_ts",
         "outcome",
@@ -121,6 +122,7 @@ class FlowEvidence:
         self.race = False
         self.rst_count = 0
         self.server_closed_at: float | None = None  # first server RST/FIN after the hello
+        self.closed_seq: int | None = None  # its sequence number
         self.unanswered = False  # the silence window passed with no reaction
         self.client_rsts: list[PacketFacts] = []  # client-direction resets after the hello
 
@@ -150,8 +152,11 @@ class FlowEvidence:
         flags = facts.flags
         if self.ch_end_seq is not None and flags & TH_ACK and seq_diff(facts.ack, self.ch_end_seq) >= 0:
             self.ch_acked = True
-        if facts.payload_len and not flags & TH_RST and self.server_closed_at is not None:
-            self.race = True  # data from the "server" after it already reset or closed
+        if (facts.payload_len and not flags & TH_RST and self.server_closed_at is not None
+                and (self.closed_seq is None or seq_diff(facts.seq, self.closed_seq) >= 0)):
+            # new data from the "server" after it already reset or closed (a retransmission
+            # of bytes sent before its own FIN is not: Linux resends its last segment)
+            self.race = True
         if flags & TH_RST:
             self.rst_count += 1
             self.set_outcome("rst", facts.ts)
@@ -159,6 +164,7 @@ class FlowEvidence:
             self.set_outcome("fin", facts.ts)
         if flags & (TH_RST | TH_FIN) and self.server_closed_at is None:
             self.server_closed_at = facts.ts
+            self.closed_seq = facts.seq
 
     def client_packet(self, facts: PacketFacts, limit: int) -> None:
         """A client-direction packet after the hello: resets are kept (a server-side
