@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tlsprobe import iter_records
-from tlsprobe.limits import CONTEXT_SETTLE_S
+from tlsprobe.limits import LIVE_SETTLE_S
 
 TOOLS = ("ip", "openssl", "curl", "tcpdump", "tshark")
 CLIENT_IP, SERVER_IP = "10.99.0.1", "10.99.0.2"
@@ -371,12 +371,12 @@ def test_verdict_waits_for_its_window_then_comes_without_more_traffic(net: Net) 
     sniff = Sniffer(net, ["-i", "eth0", "-F", "jsonl", "tcp"])
     net.run(net.client, [sys.executable, "-c", _PY_CLIENT, SERVER_IP, "9443", "reset.svc.test", "http/1.1"])
     reset_at = time.monotonic()
-    rec = sniff.records(1, timeout=CONTEXT_SETTLE_S + 10)[0]
+    rec = sniff.records(1, timeout=LIVE_SETTLE_S + 10)[0]
     waited = time.monotonic() - reset_at
     assert rec["sni"] == "reset.svc.test"
     assert rec["outcome"] == "rst"
     # after the settle window, not at the end of the capture
-    assert CONTEXT_SETTLE_S - 1 < waited < CONTEXT_SETTLE_S + 5, waited
+    assert LIVE_SETTLE_S - 1 < waited < LIVE_SETTLE_S + 5, waited
     rc, rest, err = sniff.finish(signal.SIGTERM)
     assert rc == 0 and rest == [], err
     assert "stopped by: SIGTERM" in err

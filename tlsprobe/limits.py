@@ -166,8 +166,11 @@ CONTEXT_QUIC_RESIDUAL_S = 180.0
 # A record whose verdict more context could still decide (a reset, alert, silence, an
 # unverified chain, an injection without a provider: Context.holds) waits this long
 # (capture seconds after its hello) for the flows around it - the block page that names
-# the injector's provider, the control connection that shows the server answers - before
-# it is judged and emitted.  Live, that is its extra latency.
-CONTEXT_SETTLE_S = 10.0
+# the injector's provider, the control connection that shows the server answers, the
+# server's other flows that show its TTLs - before it is judged and emitted.  Reading a
+# file, waiting costs nothing but order: a minute holds a measurement's control flows.
+CONTEXT_SETTLE_S = 60.0
+# Live (sniff), the wait is the extra latency of those records: 10 s.
+LIVE_SETTLE_S = 10.0
 # Records held at once (~5 KB each: ~10 MB); beyond it the oldest is judged and emitted early.
 CONTEXT_MAX_HELD = 2_048

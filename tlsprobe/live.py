@@ -23,6 +23,7 @@ from tlsprobe.capture.writer import Writer, open_writer
 from tlsprobe.compare import PortComparison
 from tlsprobe.detect import load_rules
 from tlsprobe.detect.context import NO_OPTIONS, ContextOptions
+from tlsprobe.limits import LIVE_SETTLE_S
 from tlsprobe.pipeline import Analyzer
 from tlsprobe.sinks import Sink
 from tlsprobe.sinks.run import Comparing, RunResult
@@ -121,7 +122,7 @@ def sniff(options: SniffOptions, sink: Sink, *, stop: StopFlag | None = None,
     """
     stop = stop if stop is not None else StopFlag()
     rules = load_rules(options.rules_paths) if options.rules_paths else None
-    an = analyzer or Analyzer(rules=rules, http=options.http, context=options.context.make())
+    an = analyzer or Analyzer(rules=rules, http=options.http, context=options.context.make(), settle=LIVE_SETTLE_S)
     an.capture_name = "live:" + ",".join(options.interfaces)
     compare = PortComparison(age_out=True)  # hours of traffic: keep the recent groups
     out = Comparing(sink, compare)

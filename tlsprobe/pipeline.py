@@ -164,7 +164,8 @@ class Analyzer:
     """Owns the flow table; turns packets into handshake records."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, partition: tuple[int, int] = (0, 1),
-                 rules: RuleSet | None = None, http: bool = False, context: Context | None = None) -> None:
+                 rules: RuleSet | None = None, http: bool = False, context: Context | None = None,
+                 settle: float = CONTEXT_SETTLE_S) -> None:
         """``partition`` (i, n): analyse only the flows whose server hash is i modulo n, so
         n analysers over the same input share the work (see :mod:`tlsprobe.parallel`).
         Partition 0 alone counts packet-level facts (packets, capture and decode anomalies).
@@ -172,11 +173,14 @@ class Analyzer:
         built-in packs; ``RuleSet()`` for none).  Plain HTTP requests are watched for
         block pages like a hello; an intercepted one is always a record (``kind: "http"``),
         and ``http`` makes every request one.  ``context``: the cross-flow stage records
-        are judged against (default: a new :class:`~tlsprobe.detect.context.Context`)."""
+        are judged against (default: a new :class:`~tlsprobe.detect.context.Context`);
+        ``settle``: how long (capture seconds) a record the context may still decide is
+        held for the flows around it."""
         self.limits = limits
         self.http = http
         self.rules = rules if rules is not None else builtin_rules()
         self.context = context if context is not None else Context()
+        self.settle = settle
         self.partition = partition
         self.log = AnomalyLog()
         # packet-level anomalies: counted once, by partition 0
@@ -295,7 +299,7 @@ class Analyzer:
                     out = self._final(held.popleft()[1], rejudge=True)
                     if out is not None:
                         yield out
-                held.append((rec.ts + CONTEXT_SETTLE_S, rec))
+                held.append((rec.ts + self.settle, rec))
                 continue
             out = self._final(rec, rejudge=False)
             if out is not None:
