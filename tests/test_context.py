@@ -267,3 +267,48 @@ def test_registrable_domain() -> None:
     assert registrable("www.shop.co.uk") == "shop.co.uk"
     assert registrable("10.0.0.2") == "10.0.0.2"
     assert registrable("localhost") == "localhost"
+
+
+def _cert_record(cport: int, server: str, name: str, issuer: str, verified: bool) -> dict[str, Any]:
+    return {"kind": "tls", "transport": "tcp", "dst_ip": server, "dst_port": 443, "src_ip": "10.9.9.9",
+            "src_port": cport, "ts": T0 + cport, "sni": name, "outcome": "server_hello",
+            "certificates": [{"issuer": issuer, "self_signed": False}],
+            "evidence": {"certificate": {"chain_verified": verified, "leaf_matches_sni": True}, "tells": [],
+                         "baseline": {"ttl": 57}, "rtt_ms": 30.0, "vantage": "client"}}
+
+
+def test_an_issuer_minting_for_unrelated_domains_is_a_finding_and_one_organisation_is_not() -> None:
+    ctx = Context()
+    for i, name in enumerate(("www.shop-a.test", "mail.news-b.test", "login.games-c.example")):
+        ctx.observe(_cert_record(41000 + i, f"10.1.{i}.2", name, "CN=Gateway CA X3", False))
+    ctx.observe(_cert_record(41100, "10.1.9.2", "www.shop-a.test", "CN=Public CA", True))
+    for i, name in enumerate(("vpn.corp.test", "wiki.corp.test", "git.corp.test", "mail.corp.test")):
+        ctx.observe(_cert_record(42000 + i, "10.2.0.2", name, "CN=Corp Internal CA", False))
+    found = [f for f in ctx.findings() if f["kind"] == "minting_issuer"]
+    assert [(f["issuer"], f["names"], f["domains"], f["servers"], f["verified_elsewhere"]) for f in found] == [
+        ("CN=Gateway CA X3", 3, 3, 3, 1)]
+    # per record, on one server: the private CA of one organisation stays clean
+    d = _cert_record(42010, "10.2.0.2", "jira.corp.test", "CN=Corp Internal CA", False)
+    ctx.judge(d)
+    assert d["evidence"]["context"]["certificate"]["minting"] is False
+
+
+def test_a_server_retransmitting_before_its_fin_is_no_race(tmp_path: Path) -> None:
+    """The server answers, closes, then resends its last data segment (a lost ACK): the
+    resent bytes lie before its FIN, so they are not data after a close."""
+    c, s = V4
+    flow = _flow(T0, 40000, "ok.example", 63, None)
+    sh_ts, sh = flow[-1]
+    seq_after = 5001 + len(sh[54:])
+    fin = _frame(s, c, 8443, 40000, seq_after, 1001 + len(_hello("ok.example")), 0x11, 63)
+    flow += [(sh_ts + 0.001, fin), (sh_ts + 0.2, sh)]
+    rec = _analyze(tmp_path, [flow])[0]
+    assert rec["evidence"]["race"] is False and rec["interception"] is None
+    # an injected reset at the expected sequence number, then the real answer: a race
+    inj = _flow(T0 + 5, 40001, "blocked.example", 63, None)
+    sh_ts, sh = inj[-1]
+    rst = _frame(s, c, 8443, 40001, 5001, 1001 + len(_hello("blocked.example")), 0x14, 63)
+    inj[-1] = (sh_ts - 0.03, rst)
+    inj.append((sh_ts, sh))
+    rec = _analyze(tmp_path, [inj])[0]
+    assert rec["evidence"]["race"] is True and rec["interception"]["pattern"] == "rst_injection"

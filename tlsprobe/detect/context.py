@@ -191,7 +191,7 @@ NO_OPTIONS = ContextOptions()
 class Context:
     """Bounded per-server, per-issuer and per-injector profiles of one run."""
 
-    __slots__ = ("asn", "issuers", "name_anchors", "servers", "trust_names")
+    __slots__ = ("asn", "issuers", "name_anchors", "servers", "trust_names", "verified_names")
 
     def __init__(self, trust_names: frozenset[str] = frozenset(), asn: AsnDb | None = None) -> None:
         """``trust_names``: host names the user vouches for (SANs of leaf certificates in
@@ -199,6 +199,8 @@ class Context:
         ``asn``: the network-owner database (``--asn-db``) for ``evidence.context.server_asn``."""
         self.servers: OrderedDict[str, ServerProfile] = OrderedDict()
         self.issuers: OrderedDict[str, IssuerProfile] = OrderedDict()
+        # names some flow of the run got a verified chain for (for the findings)
+        self.verified_names: OrderedDict[str, None] = OrderedDict()
         self.trust_names = frozenset(n.lower() for n in trust_names)
         self.asn = asn
         # injectors anchored per name too: the same box serves a name's IPv4 and IPv6
@@ -579,8 +581,13 @@ class Context:
         cert = ev.get("certificate")
         verified = isinstance(cert, dict) and cert.get("chain_verified") is True
         lname = name.lower()
-        if verified and len(prof.trusted_names) < CONTEXT_MAX_NAMES:
-            prof.trusted_names.add(lname)
+        if verified:
+            if len(prof.trusted_names) < CONTEXT_MAX_NAMES:
+                prof.trusted_names.add(lname)
+            self.verified_names[lname] = None
+            self.verified_names.move_to_end(lname)
+            if len(self.verified_names) > CONTEXT_MAX_SERVERS:
+                self.verified_names.popitem(last=False)
         entry = (issuer, verified, _flow_text(d), _key(d))
         for slot in (f"{d.get('dst_port')}|{lname}", f"*|{lname}"):
             listed = prof.leaves.get(slot)
@@ -617,11 +624,14 @@ class Context:
         out: list[dict[str, Any]] = []
         for issuer, iss in self.issuers.items():
             if len(iss.domains) >= MINTING_DOMAINS:
+                elsewhere = sum(1 for n in iss.names if n in self.verified_names)
                 out.append({
                     "kind": "minting_issuer", "issuer": issuer[:200], "names": len(iss.names),
                     "domains": len(iss.domains), "servers": len(iss.servers), "flows": iss.flows,
+                    "verified_elsewhere": elsewhere,
                     "text": f"issuer {issuer[:80]!r} (not publicly trusted) presented leaves for {len(iss.names)} "
-                            f"names in {len(iss.domains)} domains on {len(iss.servers)} servers",
+                            f"names in {len(iss.domains)} domains on {len(iss.servers)} servers; {elsewhere} of "
+                            f"those names got a verified chain on other flows",
                 })
         for ip, prof in self.servers.items():
             for a in prof.anchors:
