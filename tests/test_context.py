@@ -312,3 +312,17 @@ def test_a_server_retransmitting_before_its_fin_is_no_race(tmp_path: Path) -> No
     inj.append((sh_ts, sh))
     rec = _analyze(tmp_path, [inj])[0]
     assert rec["evidence"]["race"] is True and rec["interception"]["pattern"] == "rst_injection"
+
+
+def test_a_fin_carrying_data_resent_is_no_race(tmp_path: Path) -> None:
+    """Linux sends its last data with the FIN (FPA) and resends that segment when the ACK
+    is lost: the bytes are the ones the FIN closed after, not new ones."""
+    c, s = V4
+    flow = _flow(T0, 40000, "ok.example", 63, None)
+    sh_ts, sh = flow.pop()
+    body = sh[54:]
+    ack = 1001 + len(_hello("ok.example"))
+    fpa = _frame(s, c, 8443, 40000, 5001, ack, 0x19, 63, body)
+    flow += [(sh_ts, fpa), (sh_ts + 0.2, fpa)]
+    rec = _analyze(tmp_path, [flow])[0]
+    assert rec["outcome"] == "server_hello" and rec["evidence"]["race"] is False

@@ -164,7 +164,9 @@ class FlowEvidence:
             self.set_outcome("fin", facts.ts)
         if flags & (TH_RST | TH_FIN) and self.server_closed_at is None:
             self.server_closed_at = facts.ts
-            self.closed_seq = facts.seq
+            # where the server's stream ended: past the data a FIN carries (a reset's
+            # payload is diagnostic, not stream data)
+            self.closed_seq = (facts.seq + facts.payload_len) & 0xFFFFFFFF if not flags & TH_RST else facts.seq
 
     def client_packet(self, facts: PacketFacts, limit: int) -> None:
         """A client-direction packet after the hello: resets are kept (a server-side
