@@ -53,14 +53,25 @@ def _canon(ip: str | None) -> str | None:
     return str(a)
 
 
-def analyse(labels_path: Path) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """Pair every labelled flow with tlsprobe's record for it (None when there is none)."""
+def analyse(labels_path: Path, public_root: bool = True) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Pair every labelled flow with tlsprobe's record for it (None when there is none).
+
+    ``public_root``: the lab's genuine servers stand for public ones, so their root is
+    trusted the way certifi's roots are for real servers (``--trust``); the proxies' CAs,
+    the private organisation's CA and the self-signed servers stay untrusted."""
+    from tlsprobe.wire.x509 import set_user_trust
+
     doc = json.loads(labels_path.read_text())
     pcap = labels_path.parent / doc["capture"]
+    root = labels_path.parent / labels_path.name.replace(".labels.json", ".public-root.pem")
+    set_user_trust([root.read_bytes()] if public_root and root.exists() else [])
     # the whole 4-tuple: a client's ephemeral port can come back in a later flow to another server
     recs: dict[tuple[str | None, int, str | None, int, str], dict[str, Any]] = {}
-    for r in iter_records([str(pcap)], analyzer=Analyzer(http=True)):
-        d = r.to_dict()
+    try:
+        records = [r.to_dict() for r in iter_records([str(pcap)], analyzer=Analyzer(http=True))]
+    finally:
+        set_user_trust([])
+    for d in records:
         proto = "udp" if d.get("transport") == "quic" else "tcp"
         recs.setdefault((_canon(d["src_ip"]), d["src_port"], _canon(d["dst_ip"]), d["dst_port"], proto), d)
     return [(f, recs.get((_canon(f["client_ip"]), f["client_port"], _canon(f["server_ip"]), f["server_port"],
@@ -164,14 +175,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[dict[str, 
     out: dict[int, tuple[dict[str, Any], list[Any]]] = {}
     for seed in SEEDS:
         path = random_lab.run_seed(seed, tmp_path_factory.mktemp(f"lab{seed}"))
-        out[seed] = (json.loads(path.read_text()), analyse(path))
+        doc = json.loads(path.read_text())
+        doc["_labels"] = str(path)
+        out[seed] = (doc, analyse(path))
     return out
 
 
 def test_score_table(runs: dict[int, tuple[dict[str, Any], list[Any]]], capsys: pytest.CaptureFixture[str]) -> None:
-    """Print per seed and overall tables plus every miss (always passes: the targets are below)."""
+    """Print per seed and overall tables plus every miss (the targets are asserted below);
+    also score the same captures without the genuine servers' root (no --trust): what the
+    certificate signals are worth when nothing vouches for any chain.  Hard negatives must
+    stay clean that way too, and every labelled flow must have its record."""
     allpairs = [p for _, pairs in runs.values() for p in pairs]
+    assert not [f["name"] for f, rec in allpairs if rec is None]
+    untrusted = [p for doc, _ in runs.values() for p in analyse(Path(doc["_labels"]), public_root=False)]
     with capsys.disabled():
+        print(table(score(untrusted), "all seeds, without the genuine servers' root (no --trust)"))
         for seed, (doc, pairs) in runs.items():
             print(table(score(pairs), f"seed {seed}: {len(pairs)} flows, recorded in {doc['timing_s']['total']} s"))
         print(table(score(allpairs), f"all seeds {','.join(map(str, runs))}: {len(allpairs)} flows"))
@@ -183,6 +202,7 @@ def test_score_table(runs: dict[int, tuple[dict[str, Any], list[Any]]], capsys: 
             print(f"  {cat}: {len(lines)}")
             for line in lines:
                 print(f"    {line}")
+    assert not score(untrusted)["hard_fp"]
 
 
 def test_lab_did_what_it_drew(runs: dict[int, tuple[dict[str, Any], list[Any]]]) -> None:

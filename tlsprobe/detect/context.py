@@ -191,7 +191,7 @@ NO_OPTIONS = ContextOptions()
 class Context:
     """Bounded per-server, per-issuer and per-injector profiles of one run."""
 
-    __slots__ = ("asn", "issuers", "name_anchors", "servers", "trust_names", "verified_names")
+    __slots__ = ("asn", "issuers", "name_anchors", "name_leaves", "servers", "trust_names", "verified_names")
 
     def __init__(self, trust_names: frozenset[str] = frozenset(), asn: AsnDb | None = None) -> None:
         """``trust_names``: host names the user vouches for (SANs of leaf certificates in
@@ -201,6 +201,9 @@ class Context:
         self.issuers: OrderedDict[str, IssuerProfile] = OrderedDict()
         # names some flow of the run got a verified chain for (for the findings)
         self.verified_names: OrderedDict[str, None] = OrderedDict()
+        # leaves seen per name on any server (a name's genuine certificate is the same
+        # wherever it is served; a -j worker sees the names of its own servers only)
+        self.name_leaves: OrderedDict[str, list[tuple[str, bool, str, str]]] = OrderedDict()
         self.trust_names = frozenset(n.lower() for n in trust_names)
         self.asn = asn
         # injectors anchored per name too: the same box serves a name's IPv4 and IPv6
@@ -252,6 +255,10 @@ class Context:
         self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine))
         self._judge_host(ev, ctx, others)
         self._judge_certificate(d, ev, ctx, prof, key)
+        anchor = self._anchor_for(d)
+        if anchor is not None:
+            ctx["injector"] = {"provider": anchor.provider, "anchor_flow": anchor.flow, "ttl": anchor.ttl,
+                               "df": anchor.df, "ip_id": anchor.ip_id}
 
     @staticmethod
     def _judge_ttl(ev: dict[str, Any], ctx: dict[str, Any], server_ttls: list[int], flows: int) -> None:
@@ -337,6 +344,8 @@ class Context:
                 seen = [*prof.leaves.get(f"{d.get('dst_port')}|{name.lower()}", ()),
                         *prof.leaves.get(f"*|{name.lower()}", ())]
                 other = [e for e in seen if e[3] != key and e[0] != issuer]
+                if not other:  # the same name on another server
+                    other = [e for e in self.name_leaves.get(name.lower(), ()) if e[3] != key and e[0] != issuer]
                 if other:
                     best = max(other, key=lambda e: e[1])  # a verified one first
                     out["conflict"] = {"issuer": best[0][:200], "verified": best[1], "flow": best[2]}
@@ -422,45 +431,51 @@ class Context:
             out.append(f"the server answered {ctx.get('server_answered')} other handshakes in this run")
         return out
 
-    def attribute(self, d: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A verdict without a provider gets the provider of a matching injector anchored
-        on the same server (same TTL, DF and IP ID behaviour), with evidence naming the
-        anchoring flow.  Never by network owner alone."""
-        if verdict is None or verdict.get("provider") or verdict.get("pattern") not in _INJECTION_PATTERNS:
-            return verdict
-        prof = self._server(str(d.get("dst_ip")), create=False)
+    def _anchor_for(self, d: Mapping[str, Any]) -> Anchor | None:
+        """The anchored injector (same server or same name) that the outcome packet matches:
+        its TTL (which this flow's own SYN-ACK does not have), and on IPv4 both ways its DF
+        and IP-ID behaviour; on IPv6 and across the versions the TTL alone (IPv6 has
+        neither DF nor IP ID)."""
         ev = d.get("evidence")
+        pkt = ev.get("outcome_packet") if isinstance(ev, dict) else None
+        base = ev.get("baseline") if isinstance(ev, dict) else None
+        if not isinstance(pkt, dict) or not isinstance(pkt.get("ttl"), int):
+            return None
+        if isinstance(base, dict) and base.get("ttl") == pkt["ttl"]:
+            return None  # the server's own TTL: nothing sets this packet apart
+        prof = self._server(str(d.get("dst_ip")), create=False)
         name = _name(d)
-        anchors = [*(prof.anchors if prof is not None else ()),
-                   *(self.name_anchors.get(name, ()) if name is not None else ())]
-        if not anchors or not isinstance(ev, dict):
-            return verdict
-        pkt = ev.get("outcome_packet")
-        if not isinstance(pkt, dict):
-            return verdict
-        tells = ev.get("tells") if isinstance(ev.get("tells"), list) else []
-        cls = _ip_id_class(pkt, tells)
+        anchors: list[Anchor] = [*(prof.anchors if prof is not None else ()),
+                                 *(self.name_anchors.get(name, ()) if name is not None else ())]
+        if not anchors:
+            return None
+        cls = _ip_id_class(pkt, ev.get("tells") if isinstance(ev, dict) else None)
         v4 = d.get("ip_version") == 4
         for a in anchors:
-            if a.ttl != pkt.get("ttl"):
+            if a.ttl != pkt["ttl"]:
                 continue
-            # IPv6 has neither DF nor IP ID: across versions (a name's v4 and v6 addresses
-            # behind one box) and on IPv6 the TTL carries the match
             if v4 and a.ip_version == 4 and (a.df != pkt.get("df") or not (
                     a.ip_id == cls or (a.ip_id.startswith("const:") and cls.startswith("const:")))):
                 continue
-            verdict = dict(verdict)
-            verdict["provider"] = a.provider
-            verdict["confidence"] = round(min(float(verdict["confidence"]), a.confidence) * 0.95, 3)
-            verdict["provider_confidence"] = round(a.confidence * 0.9, 3)  # below ANCHOR_CONFIDENCE: no chains
-            verdict["evidence"] = [*verdict.get("evidence", []),
-                                   f"same injector as the {a.pattern} of {a.provider} on flow {a.flow}: "
-                                   f"TTL {a.ttl}, DF {int(a.df)}, IP ID {a.ip_id}"]
-            ctx = ev.get("context")
-            if isinstance(ctx, dict):
-                ctx["injector"] = {"provider": a.provider, "anchor_flow": a.flow, "ttl": a.ttl, "df": a.df,
-                                   "ip_id": a.ip_id}
+            return a
+        return None
+
+    def attribute(self, d: dict[str, Any], verdict: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A verdict without a provider gets the provider of the anchored injector its
+        outcome packet matches (:meth:`_anchor_for`), with evidence naming the anchoring
+        flow.  Never by network owner alone."""
+        if verdict is None or verdict.get("provider") or verdict.get("pattern") not in _INJECTION_PATTERNS:
             return verdict
+        a = self._anchor_for(d)
+        if a is None:
+            return verdict
+        verdict = dict(verdict)
+        verdict["provider"] = a.provider
+        verdict["confidence"] = round(min(float(verdict["confidence"]), a.confidence) * 0.95, 3)
+        verdict["provider_confidence"] = round(a.confidence * 0.9, 3)  # below ANCHOR_CONFIDENCE: no chains
+        verdict["evidence"] = [*verdict.get("evidence", []),
+                               f"same injector as the {a.pattern} of {a.provider} on flow {a.flow}: "
+                               f"TTL {a.ttl}, DF {int(a.df)}, IP ID {a.ip_id}"]
         return verdict
 
     # -- learning ----------------------------------------------------------------
@@ -589,6 +604,13 @@ class Context:
             if len(self.verified_names) > CONTEXT_MAX_SERVERS:
                 self.verified_names.popitem(last=False)
         entry = (issuer, verified, _flow_text(d), _key(d))
+        listed_name = self.name_leaves.get(lname)
+        if listed_name is None:
+            if len(self.name_leaves) >= CONTEXT_MAX_SERVERS:
+                self.name_leaves.popitem(last=False)
+            listed_name = self.name_leaves[lname] = []
+        if len(listed_name) < 4 and all(e[0] != issuer or e[1] != verified for e in listed_name):
+            listed_name.append(entry)
         for slot in (f"{d.get('dst_port')}|{lname}", f"*|{lname}"):
             listed = prof.leaves.get(slot)
             if listed is None and len(prof.leaves) < CONTEXT_MAX_NAMES:

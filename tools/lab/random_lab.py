@@ -1153,6 +1153,10 @@ def run_seed(seed: int, out: Path, verbose: bool = False) -> Path:
         logs = work / "logs"
         logs.mkdir()
         m = make_material(work, d)
+        # the real servers' root stands for the public PKI (a real server's chain leads to
+        # a root in certifi's bundle); analyses pass it as --trust, the proxies' and the
+        # private organisation's CAs stay untrusted
+        shutil.copyfile(m.lab.root_cert, out / f"random-{seed}.public-root.pem")
         lab = Lab(verbose=verbose, prefix=f"tr{seed % 100000}")
         problems: list[str] = []
         reports: dict[str, dict[str, Any]] = {}
