@@ -620,7 +620,7 @@ class Drawer:
                     port = qport2 if dropped else qport
                     self.flow(label=f"quic-control-v{ver}", category="control", pattern=None, provider=None,
                               ip_version=ver, transport="udp", protocol="quic", server_host=host, port=port,
-                              sni=self.name("allowed"), client="quic", client_ok=True, chain=chain, timeout=4.0,
+                              sni=self.name("allowed"), client="quic", client_ok=True, chain=chain, timeout=8.0,
                               expect_fire=False,
                               description="QUIC with an allowed name, "
                               + ("after the drop, to the other announced port: completes" if dropped else
@@ -638,7 +638,7 @@ class Drawer:
         self.discovery(ver, h, [qslow], n, "quic-slow")
         self.flow(label="quic-slow-server", category="slow_server", pattern=None, provider=None, ip_version=ver,
                   transport="udp", protocol="quic", server_host=h, port=qslow, sni=n, client="quic", client_ok=True,
-                  hard_negative=True, chain="quic-slow", timeout=5.0, expect_fire=False,
+                  hard_negative=True, chain="quic-slow", timeout=10.0, expect_fire=False,
                   injector={"server_delay_ms": slow_ms},
                   description=f"a slow QUIC server: first answer {slow_ms} ms after the first Initial")
         h, ver, n = self.host(), self.version(), self.name("www")
@@ -646,7 +646,7 @@ class Drawer:
         self.discovery(ver, h, [qport, qport2], n, "quic-lost")
         self.flow(label="quic-lost-initial", category="packet_loss", pattern=None, provider=None, ip_version=ver,
                   transport="udp", protocol="quic", server_host=h, port=qport2, sni=n, client="quic",
-                  client_ok=True, hard_negative=True, chain="quic-lost", timeout=5.0, expect_fire=True,
+                  client_ok=True, hard_negative=True, chain="quic-lost", timeout=8.0, expect_fire=True,
                   injector={"impairment": "the client's first Initial datagram dropped once"},
                   description="packet loss: the first Initial is lost, the retransmission is answered")
 
