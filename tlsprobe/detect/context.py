@@ -136,7 +136,6 @@ class ServerProfile:
     quic_silent: dict[int, list[tuple[float, str | None]]] = field(default_factory=dict)  # port -> (ts, SNI)
     trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
     anchors: list[Anchor] = field(default_factory=list)
-    issuers: dict[str, set[str]] = field(default_factory=dict)  # unverified issuer -> registrable domains
 
 
 @dataclass(slots=True)
@@ -349,9 +348,10 @@ class Context:
                 if other:
                     best = max(other, key=lambda e: e[1])  # a verified one first
                     out["conflict"] = {"issuer": best[0][:200], "verified": best[1], "flow": best[2]}
-            # (per server, so that -j workers, which own whole servers, judge alike; the
-            # run-wide view of each issuer is in findings())
-            domains = prof.issuers.get(issuer) if prof is not None else None
+            # the issuer's leaves on every server of the run (a -j worker sees its own
+            # servers' only: docs/detection.md)
+            iss = self.issuers.get(issuer)
+            domains = iss.domains if iss is not None else None
             if domains is not None and not verified and not certs[0].get("self_signed"):
                 spread = domains | ({registrable(name)} if isinstance(name, str) else set())
                 out["issuer_domains"] = len(spread)
@@ -574,7 +574,8 @@ class Context:
         provider (a block page nearby may name it), a reset, FIN, alert, plaintext reply or
         silence without a verdict (the server's profile may still show the packet foreign,
         a control connection that it answers), an unverified chain (another flow may show
-        the genuine one).  A completed handshake with a verified or invisible chain is final."""
+        the genuine one), a first handshake to a server with an invisible chain.  Any other
+        completed handshake is final."""
         verdict = d.get("interception")
         outcome = d.get("outcome")
         if verdict:
@@ -585,7 +586,12 @@ class Context:
             return True
         ev = d.get("evidence")
         cert = ev.get("certificate") if isinstance(ev, dict) else None
-        return bool(d.get("certificates")) and not (isinstance(cert, dict) and cert.get("chain_verified") is True)
+        if d.get("certificates"):
+            return not (isinstance(cert, dict) and cert.get("chain_verified") is True)
+        # an invisible chain (TLS 1.3) on the first handshake seen to its server: only the
+        # server's other flows can show whether the server itself answered it
+        ctx = ev.get("context") if isinstance(ev, dict) else None
+        return outcome == "server_hello" and isinstance(ctx, dict) and ctx.get("server_flows") == 0
 
     def _learn_certificate(self, d: Mapping[str, Any], ev: Mapping[str, Any], prof: ServerProfile) -> None:
         certs = d.get("certificates")
@@ -620,11 +626,6 @@ class Context:
                 listed.append(entry)
         if verified or certs[0].get("self_signed"):
             return
-        domains = prof.issuers.get(issuer)
-        if domains is None and len(prof.issuers) < CONTEXT_MAX_ANCHORS:
-            domains = prof.issuers[issuer] = set()
-        if domains is not None and len(domains) < CONTEXT_MAX_NAMES:
-            domains.add(registrable(lname))
         iss = self.issuers.get(issuer)
         if iss is None:
             if len(self.issuers) >= CONTEXT_MAX_ISSUERS:

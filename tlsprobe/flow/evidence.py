@@ -92,7 +92,6 @@ class FlowEvidence:
         "ch_retransmissions",
         "ch_ts",
         "client_rsts",
-        "closed_seq",
         "dropped_packets",
         "first_client_ts",
         "outcome",
@@ -122,7 +121,6 @@ class FlowEvidence:
         self.race = False
         self.rst_count = 0
         self.server_closed_at: float | None = None  # first server RST/FIN after the hello
-        self.closed_seq: int | None = None  # its sequence number
         self.unanswered = False  # the silence window passed with no reaction
         self.client_rsts: list[PacketFacts] = []  # client-direction resets after the hello
 
@@ -153,9 +151,9 @@ class FlowEvidence:
         if self.ch_end_seq is not None and flags & TH_ACK and seq_diff(facts.ack, self.ch_end_seq) >= 0:
             self.ch_acked = True
         if (facts.payload_len and not flags & TH_RST and self.server_closed_at is not None
-                and (self.closed_seq is None or seq_diff(facts.seq, self.closed_seq) >= 0)):
-            # new data from the "server" after it already reset or closed (a retransmission
-            # of bytes sent before its own FIN is not: Linux resends its last segment)
+                and not self._resent(facts)):
+            # data from the "server" after it already reset or closed (a retransmission of a
+            # segment it sent before is not: Linux resends its last segment, FIN and all)
             self.race = True
         if flags & TH_RST:
             self.rst_count += 1
@@ -164,9 +162,11 @@ class FlowEvidence:
             self.set_outcome("fin", facts.ts)
         if flags & (TH_RST | TH_FIN) and self.server_closed_at is None:
             self.server_closed_at = facts.ts
-            # where the server's stream ended: past the data a FIN carries (a reset's
-            # payload is diagnostic, not stream data)
-            self.closed_seq = (facts.seq + facts.payload_len) & 0xFFFFFFFF if not flags & TH_RST else facts.seq
+
+    def _resent(self, facts: PacketFacts) -> bool:
+        """An earlier server segment had the same sequence number, length and first bytes."""
+        return any(p is not facts and p.seq == facts.seq and p.payload_len == facts.payload_len
+                   and p.head == facts.head for p in self.server_packets)
 
     def client_packet(self, facts: PacketFacts, limit: int) -> None:
         """A client-direction packet after the hello: resets are kept (a server-side
