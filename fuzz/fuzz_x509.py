@@ -18,7 +18,7 @@ def TestOneInput(data: bytes) -> None:
     assert isinstance(info, CertificateInfo)
     if info.error is None:
         res = verify_chain([data], "example.com", _AT)
-        assert set(res) == {"chain_verified", "verify_error", "leaf_matches_sni"}
+        assert set(res) == {"chain_verified", "verify_error", "leaf_matches_sni", "trusted_by"}
         for name in info.san_dns[:4]:
             name_matches(name, "www.example.com")
 
