@@ -16,7 +16,6 @@ verdict on any hard negative, the provider right on >= 95% of the flows that hav
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import random
@@ -45,12 +44,13 @@ SEEDS = _seeds()
 
 
 def _canon(ip: str | None) -> str | None:
-    if not ip:
-        return ip
-    a = ipaddress.ip_address(ip)
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:
-        return str(a.ipv4_mapped)
-    return str(a)
+    """The lab's canonical address text (``::ffff:`` mapped IPv4 unwrapped)."""
+    if str(LAB_DIR) not in sys.path:
+        sys.path.insert(0, str(LAB_DIR))
+    from random_lab import canon
+
+    result: str | None = canon(ip)
+    return result
 
 
 def analyse(labels_path: Path, public_root: bool = True) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
