@@ -11,9 +11,14 @@ when a record's evidence window closes:
 1. :meth:`Context.judge` writes what the profiles say into ``evidence.context`` and
    corrects ``evidence.tells`` (``ttl_mismatch`` from the server's own variation instead
    of a fixed threshold) - before the rules run, so rules read it like any other field;
-2. :meth:`Context.attribute` names the provider of a verdict whose injector matches one
-   that a provider-specific verdict (a block page) anchored on the same server;
-3. :meth:`Context.learn` adds the record to the profiles;
+2. :meth:`Context.refine` scales a context-based verdict's confidence by how much was
+   compared, says what, and (:meth:`Context.attribute`) names the provider of a verdict
+   whose injector matches one that a content-based provider verdict anchored
+   (:meth:`Context.anchor`) on the same server or name;
+3. :meth:`Context.observe` adds a closed record's facts to the profiles, whatever its
+   verdict; :meth:`Context.holds` says whether the flows around a record could still
+   change its verdict (the analyser then judges it again after a settle window), and
+   :meth:`Context.learn` takes what a final verdict teaches (a QUIC block's residual);
 4. :meth:`Context.findings` gives what only the whole run shows (an issuer minting
    leaves for many unrelated names; injectors and their flows) for the summary.
 
@@ -44,15 +49,14 @@ MIN_PROFILE_FLOWS = 3
 # Fixed tolerance when there is no profile (the flow's own SYN-ACK only): a route change
 # moves a TTL by a hop or so.
 TTL_TOLERANCE = 2
-# A handshake answered in less than this share of the server's shortest RTT came from
-# something nearer than the server (RTTs below MIN_RTT_MS are not compared).
+# A handshake answered in less than this share of another flow's RTT, from another TTL,
+# came from something nearer than the server (RTTs below MIN_RTT_MS are not compared).
 NEARER_RTT_RATIO = 0.5
 MIN_RTT_MS = 2.0
 # A provider verdict this sure (content markers, not a packet shape) anchors its injector.
 ANCHOR_CONFIDENCE = 0.9
 # An issuer is "minting" when its unverified leaves name this many registrable domains.
 MINTING_DOMAINS = 3
-_REPLY_OUTCOMES = ("rst", "fin", "tls_alert", "plaintext", "http_response")
 _INJECTION_PATTERNS = ("rst_injection", "block_page", "tls_alert_injection")
 # Common second-level labels under two-letter country codes (co.uk, com.cn, ...)
 _SECOND_LEVEL = frozenset(("co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go"))
