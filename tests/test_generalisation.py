@@ -37,7 +37,7 @@ def _seeds() -> list[int]:
     pinned = os.environ.get("TLSPROBE_LAB_SEEDS", "").strip()
     if pinned:
         return [int(s) for s in pinned.split(",") if s.strip()]
-    return [random.SystemRandom().randrange(1, 100_000) for _ in range(3)]
+    return [random.SystemRandom().randrange(1, 100_000) for _ in range(4)]
 
 
 SEEDS = _seeds()

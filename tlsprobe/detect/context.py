@@ -103,14 +103,14 @@ class Anchor:
     ip_version: int = 4
 
 
-Host = tuple[str, int, float | None, int | None]
+Host = tuple[str, int, float | None, tuple[int, ...], int]
 
 
 def genuine_hosts(hosts: list[Host]) -> list[Host]:
     """The hosts that were the server itself: not answered from nearer than another host
     with another TTL (a transparent proxy; the genuine server is the farthest responder)."""
     slowest: dict[int, float] = {}
-    for _, ttl, rtt, _ in hosts:
+    for _, ttl, rtt, *_ in hosts:
         if rtt is not None and rtt >= MIN_RTT_MS and rtt > slowest.get(ttl, 0.0):
             slowest[ttl] = rtt
     if not slowest:
@@ -135,7 +135,7 @@ class ServerProfile:
     # "port|name" and "*|name" -> leaves seen: (issuer, verified, flow text, flow key)
     leaves: dict[str, list[tuple[str, bool, str, str]]] = field(default_factory=dict)
     # the hosts that completed its TCP handshakes: (flow key, SYN-ACK TTL, RTT ms at the
-    # client, TTL of the packet that carried the ServerHello or None)
+    # client, the TTLs of the server's packets after a hello it answered, the port)
     hosts: list[Host] = field(default_factory=list)
     quic_silent: dict[int, list[tuple[float, str | None]]] = field(default_factory=dict)  # port -> (ts, SNI)
     trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
@@ -253,9 +253,14 @@ class Context:
             return
         ctx["server_flows"] = len(others)
         genuine = genuine_hosts(others)
-        ctx["server_ttls"] = sorted({t for h in genuine for t in (h[1], h[3]) if t is not None})
+        ctx["server_ttls"] = sorted({t for h in genuine for t in (h[1], *h[3])})
         ctx["server_rtt_min_ms"] = min((h[2] for h in genuine if h[2] is not None), default=None)
-        self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine))
+        # a port can be another host behind the address (a load balancer's or NAT's
+        # backends) or another path (ECMP hashes ports): a profile speaks for a port only
+        # when a flow to that port was answered
+        port = d.get("dst_port")
+        same_port = any(h[4] == port and h[3] for h in genuine)
+        self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine) if same_port else 0)
         self._judge_host(ev, ctx, others)
         self._judge_certificate(d, ev, ctx, prof, key)
         anchor = self._anchor_for(d)
@@ -281,14 +286,23 @@ class Context:
         ttl, own = pkt.get("ttl"), base.get("ttl")
         if not isinstance(ttl, int) or not isinstance(own, int):
             return
-        genuine = {own}
+        # this flow's own: its SYN-ACK, and what the server sent before the outcome (an ACK
+        # of the hello comes from the server: an in-path injector does not acknowledge)
+        delay = pkt.get("delay_ms")
+        genuine = {own} | {
+            p["ttl"] for p in ev.get("server_packets") or ()
+            if isinstance(p, dict) and isinstance(p.get("ttl"), int) and "R" not in str(p.get("flags"))
+            and isinstance(delay, (int, float)) and isinstance(p.get("delay_ms"), (int, float))
+            and p["delay_ms"] < delay
+        }
         profiled = flows >= MIN_PROFILE_FLOWS and bool(server_ttls)
         if profiled:
             genuine |= set(server_ttls)
         lo, hi = min(genuine), max(genuine)
         spread = hi - lo
         # with a profile: outside the genuine range widened by its spread; without: 2 hops
-        foreign = (ttl < lo - spread or ttl > hi + spread) if profiled else abs(ttl - own) >= TTL_TOLERANCE
+        foreign = (ttl < lo - spread or ttl > hi + spread) if profiled else all(
+            abs(ttl - g) >= TTL_TOLERANCE for g in genuine)
         ctx["ttl"] = {"event": ttl, "genuine": sorted(genuine), "spread": spread, "profiled": profiled,
                       "foreign": foreign}
         tells = ev.get("tells")
@@ -304,10 +318,8 @@ class Context:
 
         A transparent proxy answers the SYN itself: its SYN-ACK carries its TTL and comes
         back after its own round trip, never a longer one than the server's.  So: another
-        TTL than a flow of the same server that took over twice as long, or another TTL
-        than the one every other flow of a stable server showed (at least
-        MIN_PROFILE_FLOWS of them) without taking longer.  The genuine server is the
-        farthest responder on the path: its flows are never the ones flagged.
+        TTL than a flow of the same server that took over twice as long.  The genuine
+        server is the farthest responder on the path: its flows are never the ones flagged.
         """
         base = ev.get("baseline")
         if ev.get("vantage") != "client" or not others or not isinstance(base, dict):
@@ -322,9 +334,9 @@ class Context:
         ttls = {h[1] for h in others}
         rtts = sorted(h[2] for h in others if h[2] is not None)
         median = rtts[len(rtts) // 2] if rtts else None
-        stable = len(others) >= MIN_PROFILE_FLOWS and len(ttls) == 1 and ttl not in ttls and (
-            rtt_f is None or median is None or rtt_f <= 1.5 * median)
-        if slower or stable:
+        # (another TTL alone, at the same distance, is not enough: a path that wanders, or
+        # ECMP hashing ports onto paths of other lengths, gives a genuine flow another TTL)
+        if slower:
             ctx["host"] = {"differs": True, "synack_ttl": ttl, "server_ttls": sorted(ttls), "rtt_ms": rtt,
                            "server_rtt_median_ms": median, "nearer": bool(slower), "ttl_differs": ttl not in ttls,
                            "compared_flows": len(others)}
@@ -510,13 +522,13 @@ class Context:
                         del silent[0]
                     silent.append((float(ts), sni if isinstance(sni, str) else None))
             return
-        sh_ttl = None
+        seen: tuple[int, ...] = ()
         if d.get("outcome") == "server_hello":
             prof.answered += 1
-            for p in ev.get("server_packets") or ():
-                if isinstance(p, dict) and isinstance(p.get("ttl"), int) and p.get("payload_len"):
-                    sh_ttl = p["ttl"]  # the packet carrying the ServerHello
-                    break
+            # every packet the server sent after the hello: a path that wanders shows it
+            seen = tuple(sorted({p["ttl"] for p in ev.get("server_packets") or ()
+                                 if isinstance(p, dict) and isinstance(p.get("ttl"), int)
+                                 and "R" not in str(p.get("flags"))}))  # (a late forged reset is not its own)
         base = ev.get("baseline")
         if isinstance(base, dict) and isinstance(base.get("ttl"), int):
             rtt = ev.get("rtt_ms")
@@ -524,7 +536,7 @@ class Context:
                 del prof.hosts[0]
             prof.hosts.append((_key(d), base["ttl"],
                                float(rtt) if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" else None,
-                               sh_ttl))
+                               seen, int(d.get("dst_port") or 0)))
         self._learn_certificate(d, ev, prof)
 
     def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
@@ -578,7 +590,7 @@ class Context:
         provider (a block page nearby may name it), a reset, FIN, alert, plaintext reply or
         silence without a verdict (the server's profile may still show the packet foreign,
         a control connection that it answers), an unverified chain (another flow may show
-        the genuine one), a first handshake to a server with an invisible chain.  Any other
+        the genuine one), the first handshake to a server with an invisible chain.  Any other
         completed handshake is final."""
         verdict = d.get("interception")
         outcome = d.get("outcome")
