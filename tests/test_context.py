@@ -58,6 +58,11 @@ def _flow(t: float, cport: int, name: str, synack_ttl: int, reply: tuple[str, in
         body = struct.pack("!H", 0x0303) + b"\x11" * 32 + b"\x00" + b"\x13\x01\x00" + b"\x00\x00"
         sh = record(22, handshake(2, body))
         out.append((t + 2 * RTT + 0.0003, _frame(s, c, 8443, cport, 5001, end, 0x18, synack_ttl, sh, label=label)))
+        # more of the server's flight: the record closes once the handshake is in, having
+        # kept the segments up to then (each a TTL reading for the profile)
+        more = record(23, bytes(200))
+        out.append((t + 2 * RTT + 0.00025, _frame(s, c, 8443, cport, 5001 + len(sh), end, 0x18, synack_ttl, more,
+                                                   label=label)))
     else:
         rst_label = 0 if reply[0] == "rst0" else label
         out.append((t + 2 * RTT + 0.0003, _frame(s, c, 8443, cport, 5001, end, 0x14, reply[1], label=rst_label)))
@@ -82,7 +87,9 @@ def _verdict(rec: dict[str, Any]) -> str | None:
 
 @pytest.mark.parametrize("ips", [V4, V6], ids=["ipv4", "ipv6"])
 def test_reset_one_hop_off_a_stable_server_is_injected(tmp_path: Path, ips: tuple[bytes, bytes]) -> None:
-    flows = [_flow(T0 + i, 40000 + i, f"ok{i}.example", 63, None, ips) for i in range(3)]
+    """Four answered flows (12 TTL readings, enough for a profile) and then a reset with
+    a TTL one hop off, and nothing else unlike the server's."""
+    flows = [_flow(T0 + i, 40000 + i, f"ok{i}.example", 63, None, ips) for i in range(4)]
     flows.append(_flow(T0 + 5, 40010, "blocked.example", 63, ("rst", 64), ips))
     recs = {r["sni"]: r for r in _analyze(tmp_path, flows)}
     rec = recs["blocked.example"]
@@ -126,7 +133,7 @@ def test_records_are_held_until_the_flows_around_them_are_seen(tmp_path: Path) -
     """The reset comes first; the server's other flows only afterwards, within the settle
     window: the reset is still judged against them."""
     flows = [_flow(T0, 40010, "blocked.example", 63, ("rst", 64))]
-    flows += [_flow(T0 + 1 + i, 40000 + i, f"ok{i}.example", 63, None) for i in range(3)]
+    flows += [_flow(T0 + 1 + i, 40000 + i, f"ok{i}.example", 63, None) for i in range(4)]
     recs = _analyze(tmp_path, flows)
     assert recs[-1]["sni"] == "blocked.example"  # emitted after the others
     assert _verdict(recs[-1]) == "rst_injection"
@@ -141,7 +148,7 @@ def test_asn_database_names_the_network_owner(tmp_path: Path) -> None:
     writer.insert_network(IPSet(["10.0.0.0/24"]), {"autonomous_system_number": 37963,
                                                    "autonomous_system_organization": "Hangzhou Alibaba Advertising"})
     writer.to_db_file(str(db))
-    flows = [_flow(T0 + i, 40000 + i, f"ok{i}.example", 63, None) for i in range(3)]
+    flows = [_flow(T0 + i, 40000 + i, f"ok{i}.example", 63, None) for i in range(4)]
     flows.append(_flow(T0 + 5, 40010, "blocked.example", 63, ("rst", 64)))
     recs = {r["sni"]: r for r in _analyze(tmp_path, flows, asn_db=str(db))}
     rec = recs["blocked.example"]

@@ -46,6 +46,9 @@ from tlsprobe.limits import (
 # A profile needs this many flows before its TTL range replaces the fixed tolerance: with
 # fewer, a route change between two flows cannot be told from a foreign packet.
 MIN_PROFILE_FLOWS = 3
+# ... and this many TTLs read from its packets: a path whose TTL wanders by a hop per
+# packet shows one value on 10 packets with a chance of 1 in 512.
+MIN_PROFILE_SAMPLES = 10
 # Fixed tolerance when there is no profile (the flow's own SYN-ACK only): a route change
 # moves a TTL by a hop or so.
 TTL_TOLERANCE = 2
@@ -103,7 +106,7 @@ class Anchor:
     ip_version: int = 4
 
 
-Host = tuple[str, int, float | None, tuple[int, ...], int]
+Host = tuple[str, int, float | None, tuple[int, ...], int, int]
 
 
 def genuine_hosts(hosts: list[Host]) -> list[Host]:
@@ -135,7 +138,8 @@ class ServerProfile:
     # "port|name" and "*|name" -> leaves seen: (issuer, verified, flow text, flow key)
     leaves: dict[str, list[tuple[str, bool, str, str]]] = field(default_factory=dict)
     # the hosts that completed its TCP handshakes: (flow key, SYN-ACK TTL, RTT ms at the
-    # client, the TTLs of the server's packets after a hello it answered, the port)
+    # client, the TTLs of the server's packets after a hello it answered, the port, how
+    # many packets those TTLs were read from)
     hosts: list[Host] = field(default_factory=list)
     quic_silent: dict[int, list[tuple[float, str | None]]] = field(default_factory=dict)  # port -> (ts, SNI)
     trusted_names: set[str] = field(default_factory=set)  # names it presented a verified chain for
@@ -260,7 +264,8 @@ class Context:
         # when a flow to that port was answered
         port = d.get("dst_port")
         same_port = any(h[4] == port and h[3] for h in genuine)
-        self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine) if same_port else 0)
+        samples = sum(h[5] for h in genuine)
+        self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine) if same_port else 0, samples)
         self._judge_host(ev, ctx, others)
         self._judge_certificate(d, ev, ctx, prof, key)
         anchor = self._anchor_for(d)
@@ -269,7 +274,8 @@ class Context:
                                "df": anchor.df, "ip_id": anchor.ip_id}
 
     @staticmethod
-    def _judge_ttl(ev: dict[str, Any], ctx: dict[str, Any], server_ttls: list[int], flows: int) -> None:
+    def _judge_ttl(ev: dict[str, Any], ctx: dict[str, Any], server_ttls: list[int], flows: int,
+                   samples: int) -> None:
         """Is the packet that carried the outcome foreign to the server's genuine TTLs?
 
         Genuine: this flow's SYN-ACK and, with a profile of MIN_PROFILE_FLOWS flows or
@@ -295,7 +301,7 @@ class Context:
             and isinstance(delay, (int, float)) and isinstance(p.get("delay_ms"), (int, float))
             and p["delay_ms"] < delay
         }
-        profiled = flows >= MIN_PROFILE_FLOWS and bool(server_ttls)
+        profiled = flows >= MIN_PROFILE_FLOWS and samples >= MIN_PROFILE_SAMPLES and bool(server_ttls)
         if profiled:
             genuine |= set(server_ttls)
         lo, hi = min(genuine), max(genuine)
@@ -523,12 +529,15 @@ class Context:
                     silent.append((float(ts), sni if isinstance(sni, str) else None))
             return
         seen: tuple[int, ...] = ()
+        samples = 1  # the SYN-ACK
         if d.get("outcome") == "server_hello":
             prof.answered += 1
             # every packet the server sent after the hello: a path that wanders shows it
-            seen = tuple(sorted({p["ttl"] for p in ev.get("server_packets") or ()
-                                 if isinstance(p, dict) and isinstance(p.get("ttl"), int)
-                                 and "R" not in str(p.get("flags"))}))  # (a late forged reset is not its own)
+            ttls = [p["ttl"] for p in ev.get("server_packets") or ()
+                    if isinstance(p, dict) and isinstance(p.get("ttl"), int)
+                    and "R" not in str(p.get("flags"))]  # (a late forged reset is not its own)
+            seen = tuple(sorted(set(ttls)))
+            samples += len(ttls)
         base = ev.get("baseline")
         if isinstance(base, dict) and isinstance(base.get("ttl"), int):
             rtt = ev.get("rtt_ms")
@@ -536,7 +545,7 @@ class Context:
                 del prof.hosts[0]
             prof.hosts.append((_key(d), base["ttl"],
                                float(rtt) if isinstance(rtt, (int, float)) and ev.get("vantage") == "client" else None,
-                               seen, int(d.get("dst_port") or 0)))
+                               seen, int(d.get("dst_port") or 0), samples))
         self._learn_certificate(d, ev, prof)
 
     def learn(self, d: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> None:
