@@ -46,9 +46,10 @@ from tlsprobe.limits import (
 # A profile needs this many flows before its TTL range replaces the fixed tolerance: with
 # fewer, a route change between two flows cannot be told from a foreign packet.
 MIN_PROFILE_FLOWS = 3
-# ... and this many TTLs read from its packets: a path whose TTL wanders by a hop per
-# packet shows one value on 10 packets with a chance of 1 in 512.
-MIN_PROFILE_SAMPLES = 10
+# ... and this many TTLs read from the server's packets on the same port (this flow's
+# included): a path whose TTL wanders by a hop per packet shows one value on 8 packets
+# with a chance of 1 in 128.
+MIN_PROFILE_SAMPLES = 8
 # Fixed tolerance when there is no profile (the flow's own SYN-ACK only): a route change
 # moves a TTL by a hop or so.
 TTL_TOLERANCE = 2
@@ -167,6 +168,17 @@ def _key(d: Mapping[str, Any]) -> str:
     return f"{d.get('src_ip')}|{d.get('src_port')}|{d.get('ts')}"
 
 
+def _packets_before(ev: Mapping[str, Any]) -> int:
+    """Server packets (not resets) that came before the one carrying the outcome."""
+    pkt = ev.get("outcome_packet")
+    delay = pkt.get("delay_ms") if isinstance(pkt, dict) else None
+    if not isinstance(delay, (int, float)):
+        return 0
+    return sum(1 for p in ev.get("server_packets") or ()
+               if isinstance(p, dict) and "R" not in str(p.get("flags"))
+               and isinstance(p.get("delay_ms"), (int, float)) and p["delay_ms"] < delay)
+
+
 def _name(d: Mapping[str, Any]) -> str | None:
     """The name a record asked for: its SNI, or its HTTP Host without a port."""
     sni = d.get("sni")
@@ -264,7 +276,9 @@ class Context:
         # when a flow to that port was answered
         port = d.get("dst_port")
         same_port = any(h[4] == port and h[3] for h in genuine)
-        samples = sum(h[5] for h in genuine)
+        # readings on the same port count (ECMP and wandering act per port); the flow's own
+        # SYN-ACK and packets before the outcome are among them
+        samples = sum(h[5] for h in genuine if h[4] == port) + 1 + _packets_before(ev)
         self._judge_ttl(ev, ctx, ctx["server_ttls"], len(genuine) if same_port else 0, samples)
         self._judge_host(ev, ctx, others)
         self._judge_certificate(d, ev, ctx, prof, key)
