@@ -4,7 +4,8 @@
 The capture is a classic pcap (Ethernet, microsecond timestamps) that looks like a busy
 network link: thousands of interleaved TCP connections, most packets being mid-flow data.
 Every TLS connection carries a *real* ClientHello taken, at run time, from the public
-captures in ``/work/shared/corpus`` (read-only, never copied into the repository): tshark
+captures in ``../shared/corpus`` beside the checkout (``--corpus`` elsewhere; read-only,
+never copied into the repository): tshark
 extracts the TLS record(s) of each ClientHello and of the ServerHello answering it, and
 tshark's JA3 / SNI for each hello become the ground truth. Each extracted hello is replayed
 alone in a clean flow and re-read by tshark, and is kept only if tshark gives the same JA3,
@@ -85,7 +86,7 @@ from typing import Any, BinaryIO
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "out" / "bench.pcap"
-DEFAULT_CORPUS = Path("/work/shared/corpus")
+DEFAULT_CORPUS = BENCH_DIR.parent.parent / "shared" / "corpus"  # ../shared/corpus beside the checkout
 DEFAULT_CACHE = BENCH_DIR / "out" / "harvest-cache.json"
 HARVEST_FORMAT = 4  # bump when the harvest logic changes (invalidates caches)
 

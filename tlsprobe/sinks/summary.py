@@ -64,18 +64,9 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         if live.get("interfaces_lost"):
             lost = ", ".join(terminal_safe(str(n), 64) for n in live["interfaces_lost"])
             lines.append(f"went down during the capture (the others went on): {lost}")
-    findings = summary.get("port_comparison") or []
-    if findings:
-        lines.append("port and SNI comparison (fails on one, succeeds on another):")
-        lines += [f"  {terminal_safe(str(f.get('summary')), 400)}" for f in findings[:MAX_FINDINGS_SHOWN]]
-        if len(findings) > MAX_FINDINGS_SHOWN:
-            lines.append(f"  ... {len(findings) - MAX_FINDINGS_SHOWN} more in --summary-json")
-    context = summary.get("context_findings") or []
-    if context:
-        lines.append("across flows:")
-        lines += [f"  {terminal_safe(str(f.get('text')), 400)}" for f in context[:MAX_FINDINGS_SHOWN]]
-        if len(context) > MAX_FINDINGS_SHOWN:
-            lines.append(f"  ... {len(context) - MAX_FINDINGS_SHOWN} more in --summary-json")
+    lines += _findings("port and SNI comparison (fails on one, succeeds on another):",
+                       summary.get("port_comparison") or [], "summary")
+    lines += _findings("across flows:", summary.get("context_findings") or [], "text")
     anomalies: Mapping[str, int] = summary.get("anomalies") or {}
     if anomalies:
         width = max(len(code) for code in anomalies)
@@ -85,6 +76,16 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {terminal_safe(code):<{width}}  {_n(n):>{count_w}}  {terminal_safe(describe(code), 400)}")
     else:
         lines.append("anomalies: none")
+    return lines
+
+
+def _findings(title: str, findings: list[Mapping[str, Any]], key: str) -> list[str]:
+    """A titled block of findings, at most MAX_FINDINGS_SHOWN of them, their ``key`` text escaped."""
+    if not findings:
+        return []
+    lines = [title] + [f"  {terminal_safe(str(f.get(key)), 400)}" for f in findings[:MAX_FINDINGS_SHOWN]]
+    if len(findings) > MAX_FINDINGS_SHOWN:
+        lines.append(f"  ... {len(findings) - MAX_FINDINGS_SHOWN} more in --summary-json")
     return lines
 
 
